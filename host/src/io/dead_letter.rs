@@ -1,0 +1,101 @@
+//! The dead-letter output: every record that cannot be processed, with the reason. Written as
+//! JSON Lines, the file created on the first dead letter.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::RecordBatch;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One record that could not be processed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Why it could not be processed.
+    pub reason: String,
+    /// Where it failed: `source:<name>`, `agent:<name>` or `sink:<stream>`.
+    pub stage: String,
+    /// The stream it was read from.
+    pub input: String,
+    pub partition: u32,
+    /// Its offset in the source partition (line number from 0 for line formats), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// The record: a JSON object, or the raw text of a line that could not be decoded.
+    pub record: Value,
+}
+
+/// The dead-letter sink shared by every stage of a job.
+pub struct DeadLetters {
+    path: Option<PathBuf>,
+    writer: Mutex<Option<BufWriter<File>>>,
+    count: AtomicU64,
+}
+
+impl DeadLetters {
+    /// Dead letters go to `path` (JSON Lines), or only into the logs when `None`.
+    pub fn new(path: Option<PathBuf>) -> Self {
+        Self { path, writer: Mutex::new(None), count: AtomicU64::new(0) }
+    }
+
+    /// Number of dead letters so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The file dead letters go to.
+    pub fn path(&self) -> Option<&PathBuf> {
+        self.path.as_ref()
+    }
+
+    /// Records one dead letter.
+    pub fn send(&self, letter: DeadLetter) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= 10 || n.is_power_of_two() {
+            tracing::warn!(
+                stage = %letter.stage, input = %letter.input, offset = ?letter.offset,
+                "dead letter #{n}: {}", letter.reason
+            );
+        }
+        let Some(path) = &self.path else { return };
+        let mut writer = self.writer.lock().expect("dead-letter lock");
+        if writer.is_none() {
+            match File::create(path) {
+                Ok(file) => *writer = Some(BufWriter::new(file)),
+                Err(err) => {
+                    tracing::error!(path = %path.display(), "cannot create dead-letter file: {err}");
+                    return;
+                }
+            }
+        }
+        let out = writer.as_mut().expect("opened above");
+        let written = serde_json::to_writer(&mut *out, &letter)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(err) = written {
+            tracing::error!(path = %path.display(), "cannot write dead letter: {err}");
+        }
+    }
+
+    /// Flushes buffered dead letters to disk.
+    pub fn flush(&self) {
+        if let Some(out) = self.writer.lock().expect("dead-letter lock").as_mut()
+            && let Err(err) = out.flush()
+        {
+            tracing::error!("cannot flush dead letters: {err}");
+        }
+    }
+}
+
+/// The rows of `batch` as JSON objects, in order.
+pub fn rows_as_json(batch: &RecordBatch) -> Vec<Value> {
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    let encoded = writer.write(batch).and_then(|()| writer.finish());
+    match encoded.map(|()| serde_json::from_slice::<Vec<Value>>(&writer.into_inner())) {
+        Ok(Ok(rows)) => rows,
+        _ => (0..batch.num_rows()).map(|_| Value::String("<row not representable as JSON>".into())).collect(),
+    }
+}

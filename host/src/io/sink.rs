@@ -1,0 +1,121 @@
+//! File and stdout sinks: JSON Lines, CSV, Arrow IPC, or nothing (`null:`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+
+use super::Format;
+
+/// Where a sink writes and how.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The stream it consumes, e.g. `fraud.alerts`.
+    pub stream: String,
+    /// File path, `-` for stdout, or `null:`.
+    pub path: String,
+    pub format: Format,
+}
+
+/// A sink that writes record batches.
+pub trait Sink: Send {
+    /// Writes one batch.
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Flushes and closes the output.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// Opens the sink `spec` describes. Files are created (truncated) now.
+pub fn open(spec: &SinkSpec) -> Result<Box<dyn Sink>> {
+    if spec.format == Format::Null {
+        return Ok(Box::new(NullSink));
+    }
+    let out: Box<dyn Write + Send> = if spec.path == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        let file = File::create(&spec.path).with_context(|| format!("cannot create output `{}`", spec.path))?;
+        Box::new(file)
+    };
+    let out = BufWriter::with_capacity(1 << 16, out);
+    Ok(match spec.format {
+        Format::Jsonl => Box::new(JsonSink(arrow::json::LineDelimitedWriter::new(out))),
+        Format::Csv => Box::new(CsvSink(Some(arrow::csv::Writer::new(out)))),
+        Format::Ipc => Box::new(IpcSink { out: Some(out), writer: None }),
+        Format::Parquet => bail!("Parquet output is not supported yet; use .jsonl, .csv or .arrow"),
+        Format::Null => unreachable!("handled above"),
+    })
+}
+
+struct NullSink;
+
+impl Sink for NullSink {
+    fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+type Out = BufWriter<Box<dyn Write + Send>>;
+
+struct JsonSink(arrow::json::LineDelimitedWriter<Out>);
+
+impl Sink for JsonSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        Ok(self.0.write(batch)?)
+    }
+    fn finish(&mut self) -> Result<()> {
+        self.0.finish()?;
+        Ok(self.0.get_mut().flush()?)
+    }
+}
+
+struct CsvSink(Option<arrow::csv::Writer<Out>>);
+
+impl Sink for CsvSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.0 {
+            Some(writer) => Ok(writer.write(batch)?),
+            None => bail!("CSV output already finished"),
+        }
+    }
+    fn finish(&mut self) -> Result<()> {
+        match self.0.take() {
+            Some(writer) => Ok(writer.into_inner().flush()?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Arrow IPC stream; every batch must have the schema of the first.
+struct IpcSink {
+    out: Option<Out>,
+    writer: Option<(SchemaRef, arrow::ipc::writer::StreamWriter<Out>)>,
+}
+
+impl Sink for IpcSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.writer.is_none() {
+            let out = self.out.take().expect("output present until the first batch");
+            let writer = arrow::ipc::writer::StreamWriter::try_new(out, &batch.schema())?;
+            self.writer = Some((batch.schema(), writer));
+        }
+        let (schema, writer) = self.writer.as_mut().expect("created above");
+        if *schema != batch.schema() {
+            bail!("batch schema differs from the stream's first batch; Arrow IPC output needs one schema");
+        }
+        Ok(writer.write(batch)?)
+    }
+    fn finish(&mut self) -> Result<()> {
+        match &mut self.writer {
+            Some((_, writer)) => {
+                writer.finish()?;
+                Ok(writer.get_mut().flush()?)
+            }
+            None => Ok(self.out.as_mut().map_or(Ok(()), |out| out.flush())?),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! One agent's stage: calls the Wasm instance for each incoming batch, routes its outputs,
+//! dead-letters what it cannot process, and replaces the instance after a trap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use arrow::array::RecordBatch;
+use sabot_ipc::Trust;
+use serde_json::Value;
+use tokio::sync::mpsc::Receiver;
+
+use super::envelope::{Envelope, Offsets, Outlet};
+use super::graph::PlannedAgent;
+use super::metrics::{self, Metrics};
+use crate::io::dead_letter::rows_as_json;
+use crate::io::{DeadLetter, DeadLetters};
+use crate::wasm::{AgentInstance, BatchContext, CallError, ErrorKind, ProcessResult};
+
+/// First wait before retrying a batch after a retryable error; doubles each time.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A running agent stage.
+pub struct AgentStage {
+    agent: PlannedAgent,
+    label: Arc<str>,
+    outlets: HashMap<String, Outlet>,
+    dead: Arc<DeadLetters>,
+    metrics: Arc<Metrics>,
+    instance: Option<AgentInstance>,
+}
+
+impl AgentStage {
+    /// A stage for `agent`; `outlets` maps each output name to its receivers.
+    pub fn new(agent: PlannedAgent, outlets: HashMap<String, Outlet>, dead: Arc<DeadLetters>, metrics: Arc<Metrics>) -> Self {
+        let label: Arc<str> = Arc::from(agent.name.as_str());
+        Self { agent, label, outlets, dead, metrics, instance: None }
+    }
+
+    /// Processes batches until the input channels close. An error is fatal for the job.
+    pub fn run(mut self, mut input: Receiver<Envelope>) -> Result<()> {
+        self.instance = Some(self.fresh_instance()?);
+        while let Some(envelope) = input.blocking_recv() {
+            self.handle(envelope)?;
+        }
+        tracing::debug!(agent = %self.label, "input closed; agent stage done");
+        Ok(())
+    }
+
+    fn fresh_instance(&self) -> Result<AgentInstance> {
+        let name = &self.agent.name;
+        let mut instance = self
+            .agent
+            .component
+            .instantiate(self.label.clone(), &self.agent.limits.wasm)
+            .map_err(|err| anyhow::anyhow!("agent `{name}`: cannot instantiate: {err}"))?;
+        instance.init(&self.agent.config).map_err(|err| anyhow::anyhow!("agent `{name}`: init failed: {err}"))?;
+        Ok(instance)
+    }
+
+    fn handle(&mut self, envelope: Envelope) -> Result<()> {
+        let bytes = sabot_ipc::encode(&envelope.batch)?;
+        let (first_offset, last_offset) = envelope.offsets.bounds();
+        let ctx = BatchContext {
+            input: envelope.input.to_string(),
+            partition: envelope.partition,
+            first_offset,
+            last_offset,
+            watermark_ms: envelope.watermark_ms,
+        };
+        let mut attempt = 0;
+        loop {
+            if self.instance.is_none() {
+                self.instance = Some(self.fresh_instance()?);
+            }
+            let instance = self.instance.as_mut().expect("created above");
+            let error = match instance.process(&ctx, &bytes) {
+                Ok(result) => {
+                    metrics::add(&self.metrics.agent_batches, 1);
+                    return self.deliver(&envelope, result);
+                }
+                Err(error) => error,
+            };
+            let place = format!(
+                "agent `{}` on input `{}` partition {} offsets {first_offset}..={last_offset}",
+                self.label, ctx.input, ctx.partition
+            );
+            match error {
+                CallError::Agent(err) if err.kind == ErrorKind::Retryable && attempt < self.agent.limits.max_retries => {
+                    attempt += 1;
+                    tracing::warn!("{place}: retryable error (attempt {attempt}): {}", err.message);
+                    std::thread::sleep(RETRY_BACKOFF * 2u32.pow(attempt - 1));
+                }
+                CallError::Agent(err) if err.kind == ErrorKind::Fatal => {
+                    bail!("{place}: fatal error: {}", err.message);
+                }
+                CallError::Agent(err) => {
+                    let reason = match err.kind {
+                        ErrorKind::Retryable => format!("still failing after {attempt} retries: {}", err.message),
+                        _ => format!("agent refused the batch: {}", err.message),
+                    };
+                    self.dead_letter_batch(&envelope, &reason);
+                    return Ok(());
+                }
+                CallError::Trap(reason) => {
+                    tracing::error!("{place}: {reason}; replacing the instance");
+                    self.instance = None;
+                    metrics::add(&self.metrics.restarts, 1);
+                    self.dead_letter_batch(&envelope, &reason);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Validates every output before sending any, so a batch is delivered whole or not at all.
+    fn deliver(&mut self, envelope: &Envelope, result: ProcessResult) -> Result<()> {
+        let mut batches: Vec<(&Outlet, RecordBatch)> = Vec::with_capacity(result.outputs.len());
+        for output in result.outputs {
+            let Some(outlet) = self.outlets.get(&output.output) else {
+                let declared: Vec<&str> = self.outlets.keys().map(String::as_str).collect();
+                let reason = format!("agent emitted to undeclared output `{}` (declared: {})", output.output, declared.join(", "));
+                tracing::error!(agent = %self.label, "{reason}");
+                self.dead_letter_batch(envelope, &reason);
+                return Ok(());
+            };
+            match sabot_ipc::decode(output.batch, Trust::Untrusted) {
+                Ok(batch) => batches.push((outlet, batch)),
+                Err(err) => {
+                    let reason = format!("agent returned a malformed batch for output `{}`: {err}", output.output);
+                    tracing::error!(agent = %self.label, "{reason}");
+                    self.dead_letter_batch(envelope, &reason);
+                    return Ok(());
+                }
+            }
+        }
+        if !result.rejected.is_empty() {
+            let rows = rows_as_json(&envelope.batch);
+            for rejected in result.rejected {
+                let row = rejected.row as usize;
+                self.dead.send(self.letter(envelope, envelope.offsets.row(row), rows.get(row).cloned().unwrap_or(Value::Null), rejected.reason));
+            }
+        }
+        let offsets = {
+            let (first, last) = envelope.offsets.bounds();
+            Offsets::Range { first, last }
+        };
+        for (outlet, batch) in batches {
+            let stream = outlet.stream.clone();
+            outlet.send(Envelope {
+                stream,
+                input: envelope.input.clone(),
+                partition: envelope.partition,
+                offsets: offsets.clone(),
+                watermark_ms: envelope.watermark_ms,
+                batch,
+            });
+        }
+        Ok(())
+    }
+
+    fn dead_letter_batch(&self, envelope: &Envelope, reason: &str) {
+        for (row, record) in rows_as_json(&envelope.batch).into_iter().enumerate() {
+            let offset = envelope.offsets.row(row).or(Some(envelope.offsets.bounds().0));
+            self.dead.send(self.letter(envelope, offset, record, reason.to_string()));
+        }
+    }
+
+    fn letter(&self, envelope: &Envelope, offset: Option<i64>, record: Value, reason: String) -> DeadLetter {
+        DeadLetter {
+            reason,
+            stage: format!("agent:{}", self.label),
+            input: envelope.stream.to_string(),
+            partition: envelope.partition,
+            offset,
+            record,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The running job: a graph of sources, agents and sinks connected by bounded channels.
+//!
+//! Each stage runs on its own thread; channels hold at most `batch.channel_capacity` batches,
+//! so a slow stage slows everything upstream of it (backpressure) and memory stays bounded.
+
+mod agent_stage;
+mod envelope;
+mod graph;
+mod metrics;
+mod run;
+
+pub use envelope::{Envelope, Offsets};
+pub use graph::{Plan, PlannedAgent, plan};
+pub use metrics::Metrics;
+pub use run::{RunOptions, Summary, run};

@@ -1,0 +1,191 @@
+//! One agent component (validated and compiled) and its running instances.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+use super::bindings::{AgentError, AgentInfo, BatchContext, IpcBatch, ProcessResult, SabotAgent, SabotAgentPre, WORLD};
+use super::cache::ComponentCache;
+use super::engine::EPOCH_TICK;
+use super::sandbox::{GuestState, Grants};
+
+/// Per-instance resource limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear-memory cap in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one call into the guest.
+    pub call_timeout: Duration,
+    /// What the guest may see beyond the defaults.
+    pub grants: Grants,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(5), grants: Grants::default() }
+    }
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a WebAssembly file")]
+    NotWasm { path: PathBuf },
+    #[error("{path} is a core WebAssembly module, not a component; build the agent with `cargo build --target wasm32-wasip2`")]
+    CoreModule { path: PathBuf },
+    #[error("{path} is not a valid component: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path} does not implement the world {WORLD}: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+}
+
+/// A failed call into an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The agent returned a typed error; the instance is still usable.
+    #[error("{}: {}", kind_name(&.0.kind), .0.message)]
+    Agent(AgentError),
+    /// The instance trapped, ran past its deadline or its memory cap; it must be replaced.
+    #[error("{0}")]
+    Trap(String),
+}
+
+fn kind_name(kind: &super::bindings::ErrorKind) -> &'static str {
+    use super::bindings::ErrorKind::*;
+    match kind {
+        Retryable => "retryable error",
+        BadData => "bad data",
+        Fatal => "fatal error",
+    }
+}
+
+/// A validated, compiled agent component, ready to instantiate cheaply.
+pub struct AgentComponent {
+    path: PathBuf,
+    engine: Engine,
+    pre: SabotAgentPre<GuestState>,
+    component: Component,
+}
+
+impl AgentComponent {
+    pub(super) fn load(
+        engine: &Engine,
+        linker: &Linker<GuestState>,
+        cache: &ComponentCache,
+        path: &Path,
+    ) -> Result<Self, LoadError> {
+        let path_buf = path.to_path_buf();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path_buf.clone(), source })?;
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule { path: path_buf }),
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+            _ => return Err(LoadError::NotWasm { path: path_buf }),
+        }
+        let component = cache
+            .load(engine, &bytes)
+            .map_err(|err| LoadError::Invalid { path: path_buf.clone(), reason: format!("{err:#}") })?;
+        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld { path: path_buf.clone(), reason: format!("{err:#}") };
+        let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = SabotAgentPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(Self { path: path_buf, engine: engine.clone(), pre, component })
+    }
+
+    /// The file the component was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Names of the component's imports and exports, as `(name, is_import)`.
+    pub fn interfaces(&self) -> Vec<(String, bool)> {
+        let ty = self.component.component_type();
+        let imports = ty.imports(&self.engine).map(|(name, _)| (name.to_string(), true));
+        let exports = ty.exports(&self.engine).map(|(name, _)| (name.to_string(), false));
+        imports.chain(exports).collect()
+    }
+
+    /// A fresh, uninitialised instance. `label` names it in logs and errors.
+    pub fn instantiate(&self, label: Arc<str>, limits: &Limits) -> Result<AgentInstance, CallError> {
+        let state = GuestState::new(label.clone(), limits.memory_bytes, &limits.grants);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
+        let bindings = self.pre.instantiate(&mut store).map_err(|err| classify(&store, limits, err))?;
+        Ok(AgentInstance { store, bindings, limits: limits.clone() })
+    }
+
+    /// Asks a temporary instance to describe the agent.
+    pub fn describe(&self, limits: &Limits) -> Result<AgentInfo, CallError> {
+        self.instantiate(Arc::from("describe"), limits)?.describe()
+    }
+}
+
+/// A live agent instance. After a [`CallError::Trap`] it must be dropped.
+pub struct AgentInstance {
+    store: Store<GuestState>,
+    bindings: SabotAgent,
+    limits: Limits,
+}
+
+impl AgentInstance {
+    /// Calls `describe`.
+    pub fn describe(&mut self) -> Result<AgentInfo, CallError> {
+        self.call(|b, s| b.sabot_agent_agent().call_describe(s).map(Ok))
+    }
+
+    /// Calls `init` with the agent's configuration.
+    pub fn init(&mut self, config: &[(String, String)]) -> Result<(), CallError> {
+        self.call(|b, s| b.sabot_agent_agent().call_init(s, config))
+    }
+
+    /// Calls `process` with one IPC-encoded batch.
+    pub fn process(&mut self, ctx: &BatchContext, batch: &IpcBatch) -> Result<ProcessResult, CallError> {
+        self.call(|b, s| b.sabot_agent_agent().call_process(s, ctx, batch))
+    }
+
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&SabotAgent, &mut Store<GuestState>) -> wasmtime::Result<Result<T, AgentError>>,
+    ) -> Result<T, CallError> {
+        self.store.set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
+        self.store.data_mut().limiter.denied = None;
+        let outcome = f(&self.bindings, &mut self.store);
+        self.store.data().flush_logs();
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(agent_error)) => Err(CallError::Agent(agent_error)),
+            Err(err) => Err(classify(&self.store, &self.limits, err)),
+        }
+    }
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+}
+
+/// Turns a wasmtime error into a message that says what happened.
+fn classify(store: &Store<GuestState>, limits: &Limits, err: wasmtime::Error) -> CallError {
+    if let Some(denied) = store.data().limiter.denied {
+        return CallError::Trap(format!(
+            "memory cap of {} MiB reached (the guest asked for {} MiB)",
+            limits.memory_bytes >> 20,
+            denied.div_ceil(1 << 20)
+        ));
+    }
+    if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
+        return CallError::Trap(format!("CPU deadline of {} ms exceeded", limits.call_timeout.as_millis()));
+    }
+    let mut message = match err.downcast_ref::<Trap>() {
+        Some(trap) => format!("guest trapped: {trap}"),
+        None => format!("guest failed: {}", err.root_cause()),
+    };
+    if let Some(said) = store.data().last_stderr_line() {
+        message.push_str(&format!(" (guest stderr: {said})"));
+    }
+    CallError::Trap(message)
+}
