@@ -58,7 +58,18 @@ pub fn infer_json<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<SchemaRef
     if values.is_empty() {
         return None;
     }
-    arrow::json::reader::infer_json_schema_from_iterator(values.into_iter().map(Ok)).ok().map(Arc::new)
+    // Keep the columns in the order they first appear in the data.
+    let mut order: Vec<String> = Vec::new();
+    for value in &values {
+        for key in value.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !order.contains(key) {
+                order.push(key.clone());
+            }
+        }
+    }
+    let inferred = arrow::json::reader::infer_json_schema_from_iterator(values.into_iter().map(Ok)).ok()?;
+    let fields: Vec<Field> = order.iter().filter_map(|name| inferred.field_with_name(name).ok().cloned()).collect();
+    Some(Arc::new(Schema::new(fields)))
 }
 
 /// Infers a CSV schema from the header and sample lines.
@@ -116,6 +127,10 @@ mod tests {
         let schema = infer_json(lines.into_iter()).unwrap();
         assert_eq!(schema.field_with_name("a").unwrap().data_type(), &DataType::Float64);
         assert_eq!(schema.field_with_name("b").unwrap().data_type(), &DataType::Utf8);
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["a", "b"], "columns keep the order of the data");
+        let reversed = infer_json([br#"{"z": 1, "a": 2}"#.as_slice()].into_iter()).unwrap();
+        assert_eq!(reversed.field(0).name(), "z");
         assert!(infer_json([b"nope".as_slice()].into_iter()).is_none());
     }
 

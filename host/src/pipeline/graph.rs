@@ -61,10 +61,15 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
         let info = component
             .describe(&limits.wasm)
             .map_err(|err| anyhow::anyhow!("{}: describe failed: {err}", cfg.wasm.display()))?;
-        let name = cfg.name.clone().unwrap_or_else(|| info.name.clone());
-        if agents.iter().any(|a| a.name == name) {
-            bail!("two agents are named `{name}`; set `name` on one of them");
-        }
+        let name = match &cfg.name {
+            Some(name) if agents.iter().any(|a| a.name == *name) => bail!("two agents are named `{name}`"),
+            Some(name) => name.clone(),
+            // The same component twice: `filter`, then `filter-2`.
+            None => (1..)
+                .map(|n| if n == 1 { info.name.clone() } else { format!("{}-{n}", info.name) })
+                .find(|candidate| !agents.iter().any(|a| a.name == *candidate))
+                .expect("an unused name exists"),
+        };
         if info.inputs.is_empty() {
             bail!("agent `{name}` declares no inputs");
         }
