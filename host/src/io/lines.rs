@@ -237,7 +237,8 @@ pub fn decode_chunk(format: &dyn LineFormat, schema: &SchemaRef, chunk: &LineChu
 fn explain(err: ArrowError) -> String {
     let text = err.to_string();
     if let Some(pos) = text.find("non-nullable") {
-        if let Some(name) = text[pos..].split("name: \"").nth(1).and_then(|s| s.split('"').next()) {
+        // The message ends with the field's Debug form, whose first quoted string is its name.
+        if let Some(name) = text[pos..].split('"').nth(1) {
             return format!("missing required field `{name}`");
         }
     }

@@ -154,6 +154,7 @@ impl AgentInstance {
     ) -> Result<T, CallError> {
         self.store.set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
         self.store.data_mut().limiter.denied = None;
+        self.store.data().begin_call();
         let outcome = f(&self.bindings, &mut self.store);
         self.store.data().flush_logs();
         match outcome {
@@ -184,7 +185,7 @@ fn classify(store: &Store<GuestState>, limits: &Limits, err: wasmtime::Error) ->
         Some(trap) => format!("guest trapped: {trap}"),
         None => format!("guest failed: {}", err.root_cause()),
     };
-    if let Some(said) = store.data().last_stderr_line() {
+    if let Some(said) = store.data().call_stderr() {
         message.push_str(&format!(" (guest stderr: {said})"));
     }
     CallError::Trap(message)

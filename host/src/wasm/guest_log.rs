@@ -9,6 +9,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 /// Longest line kept; the rest of a longer line is cut.
 const MAX_LINE: usize = 4096;
+/// Lines of one call kept for error messages.
+const RECENT_LINES: usize = 4;
 
 /// Which guest stream a [`GuestLog`] captures.
 #[derive(Clone, Copy)]
@@ -23,18 +25,21 @@ pub struct GuestLog {
     agent: Arc<str>,
     stream: Stream,
     pending: Arc<Mutex<Vec<u8>>>,
-    last: Arc<Mutex<Option<String>>>,
+    recent: Arc<Mutex<Vec<String>>>,
 }
 
 impl GuestLog {
     pub fn new(agent: Arc<str>, stream: Stream) -> Self {
-        Self { agent, stream, pending: Arc::default(), last: Arc::default() }
+        Self { agent, stream, pending: Arc::default(), recent: Arc::default() }
     }
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end();
-        *self.last.lock().expect("guest log lock") = Some(text.to_string());
+        let mut recent = self.recent.lock().expect("guest log lock");
+        if recent.len() < RECENT_LINES {
+            recent.push(text.to_string());
+        }
         match self.stream {
             Stream::Stdout => tracing::info!(target: "guest", agent = %self.agent, "{text}"),
             Stream::Stderr => tracing::warn!(target: "guest", agent = %self.agent, "{text}"),
@@ -55,9 +60,14 @@ impl GuestLog {
         }
     }
 
-    /// The last line the guest wrote, if any.
-    pub fn last_line(&self) -> Option<String> {
-        self.last.lock().expect("guest log lock").clone()
+    /// Forgets the lines kept by [`GuestLog::take_recent`]; called before each guest call.
+    pub fn clear_recent(&self) {
+        self.recent.lock().expect("guest log lock").clear();
+    }
+
+    /// The first lines written since [`GuestLog::clear_recent`] (a panic message, typically).
+    pub fn take_recent(&self) -> Vec<String> {
+        std::mem::take(&mut *self.recent.lock().expect("guest log lock"))
     }
 
     /// Forwards a final unterminated line, if any.

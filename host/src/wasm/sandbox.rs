@@ -54,9 +54,17 @@ impl GuestState {
         }
     }
 
-    /// The last line the guest wrote to stderr (a panic message, typically).
-    pub fn last_stderr_line(&self) -> Option<String> {
-        self.stderr.last_line()
+    /// Marks the start of a guest call for [`GuestState::call_stderr`].
+    pub fn begin_call(&self) {
+        self.stderr.clear_recent();
+    }
+
+    /// What the guest wrote to stderr during the current call (a panic message, typically),
+    /// without Rust's hint about backtraces.
+    pub fn call_stderr(&self) -> Option<String> {
+        let lines: Vec<String> =
+            self.stderr.take_recent().into_iter().filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+        (!lines.is_empty()).then(|| lines.join(" "))
     }
 
     /// Forwards any unterminated guest output lines.
