@@ -38,13 +38,31 @@ fn run_faults(mode: &str, extra: &[&str]) -> Run {
     std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
     let agent = guest("faults");
     let mode_setting = format!("mode={mode}");
-    let (input, output, dead) = (arg(dir.path(), "in.jsonl"), arg(dir.path(), "out.jsonl"), arg(dir.path(), "dead.jsonl"));
-    let mut args = vec!["deploy", agent.to_str().unwrap(), "--set", &mode_setting, "--max-rows", BATCH];
+    let (input, output, dead) = (
+        arg(dir.path(), "in.jsonl"),
+        arg(dir.path(), "out.jsonl"),
+        arg(dir.path(), "dead.jsonl"),
+    );
+    let mut args = vec![
+        "deploy",
+        agent.to_str().unwrap(),
+        "--set",
+        &mode_setting,
+        "--max-rows",
+        BATCH,
+    ];
     args.extend(["-i", &input, "-o", &output, "--dead-letter", &dead]);
     args.extend_from_slice(extra);
     let outcome = run_with(support::host(&args), b"", Duration::from_secs(120));
-    let out_ids = read_jsonl(&dir.path().join("out.jsonl")).iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    Run { outcome, out_ids, dead: read_jsonl(&dir.path().join("dead.jsonl")) }
+    let out_ids = read_jsonl(&dir.path().join("out.jsonl"))
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    Run {
+        outcome,
+        out_ids,
+        dead: read_jsonl(&dir.path().join("dead.jsonl")),
+    }
 }
 
 /// The batches around the faulty one were processed; its ten records are dead letters with a
@@ -53,7 +71,11 @@ fn assert_batch_dead_lettered(run: &Run, reason: &str) {
     run.outcome.assert_success();
     let expected: Vec<i64> = (0..10).chain(20..30).collect();
     assert_eq!(run.out_ids, expected, "stderr:\n{}", run.outcome.stderr);
-    let dead_ids: Vec<i64> = run.dead.iter().map(|d| d["record"]["id"].as_i64().unwrap()).collect();
+    let dead_ids: Vec<i64> = run
+        .dead
+        .iter()
+        .map(|d| d["record"]["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(dead_ids, (10..20).collect::<Vec<_>>());
     for letter in &run.dead {
         let got = letter["reason"].as_str().unwrap();
@@ -76,8 +98,19 @@ fn a_trap_is_dead_lettered_and_the_instance_replaced() {
     let run = faults("trap", &[]);
     assert_batch_dead_lettered(&run, "guest trapped");
     assert_error_names_the_place(&run);
-    assert!(run.dead[0]["reason"].as_str().unwrap().contains("trapping on purpose at offset 10"), "panic message kept: {:?}", run.dead[0]);
-    assert!(run.outcome.stderr.contains("1 restarts"), "{}", run.outcome.stderr);
+    assert!(
+        run.dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("trapping on purpose at offset 10"),
+        "panic message kept: {:?}",
+        run.dead[0]
+    );
+    assert!(
+        run.outcome.stderr.contains("1 restarts"),
+        "{}",
+        run.outcome.stderr
+    );
 }
 
 #[test]
@@ -116,7 +149,15 @@ fn a_bad_data_error_dead_letters_the_batch() {
 fn a_retryable_error_is_retried_then_dead_lettered() {
     let run = faults("retryable", &[]);
     assert_batch_dead_lettered(&run, "still failing after 3 retries");
-    assert_eq!(run.outcome.stderr.matches("retryable error (attempt").count(), 3, "{}", run.outcome.stderr);
+    assert_eq!(
+        run.outcome
+            .stderr
+            .matches("retryable error (attempt")
+            .count(),
+        3,
+        "{}",
+        run.outcome.stderr
+    );
 }
 
 #[test]
@@ -124,8 +165,16 @@ fn rejected_rows_are_dead_lettered_one_by_one() {
     let run = faults_every_batch("reject-first");
     run.outcome.assert_success();
     assert_eq!(run.out_ids, (0..RECORDS).collect::<Vec<_>>());
-    let offsets: Vec<i64> = run.dead.iter().map(|d| d["offset"].as_i64().unwrap()).collect();
-    assert_eq!(offsets, [0, 10, 20], "row 0 of each batch, by source offset");
+    let offsets: Vec<i64> = run
+        .dead
+        .iter()
+        .map(|d| d["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        [0, 10, 20],
+        "row 0 of each batch, by source offset"
+    );
     assert_eq!(run.dead[1]["record"]["id"], 10);
     assert_eq!(run.dead[1]["reason"], "first row refused on purpose");
 }
@@ -134,16 +183,32 @@ fn rejected_rows_are_dead_lettered_one_by_one() {
 fn a_fatal_error_stops_the_job_with_a_clear_message() {
     let run = faults("fatal", &[]);
     assert_eq!(run.outcome.code, Some(1), "{}", run.outcome.stderr);
-    assert!(run.outcome.stderr.contains("fatal error: giving up on purpose"), "{}", run.outcome.stderr);
+    assert!(
+        run.outcome
+            .stderr
+            .contains("fatal error: giving up on purpose"),
+        "{}",
+        run.outcome.stderr
+    );
     assert_error_names_the_place(&run);
-    assert_eq!(run.out_ids, (0..10).collect::<Vec<_>>(), "batches before the fatal one were delivered");
+    assert_eq!(
+        run.out_ids,
+        (0..10).collect::<Vec<_>>(),
+        "batches before the fatal one were delivered"
+    );
 }
 
 #[test]
 fn an_init_failure_stops_the_job() {
     let run = faults("fail-init", &[]);
     assert_eq!(run.outcome.code, Some(1), "{}", run.outcome.stderr);
-    assert!(run.outcome.stderr.contains("init failed: bad data: init refused on purpose"), "{}", run.outcome.stderr);
+    assert!(
+        run.outcome
+            .stderr
+            .contains("init failed: bad data: init refused on purpose"),
+        "{}",
+        run.outcome.stderr
+    );
 }
 
 #[test]
@@ -151,6 +216,14 @@ fn every_batch_trapping_never_hangs_or_kills_the_host() {
     let run = faults_every_batch("trap");
     run.outcome.assert_success();
     assert!(run.out_ids.is_empty());
-    assert_eq!(run.dead.len(), RECORDS as usize, "every record is a dead letter, none lost");
-    assert!(run.outcome.stderr.contains("3 restarts"), "{}", run.outcome.stderr);
+    assert_eq!(
+        run.dead.len(),
+        RECORDS as usize,
+        "every record is a dead letter, none lost"
+    );
+    assert!(
+        run.outcome.stderr.contains("3 restarts"),
+        "{}",
+        run.outcome.stderr
+    );
 }

@@ -39,11 +39,21 @@ fn outputs<A: Agent>() -> &'static [String] {
 
 /// `describe` export.
 pub fn describe<A: Agent>() -> WitAgentInfo {
-    let AgentInfo { name, version, description, inputs, outputs, config } = A::describe();
+    let AgentInfo {
+        name,
+        version,
+        description,
+        inputs,
+        outputs,
+        config,
+    } = A::describe();
     let streams = |specs: Vec<crate::StreamSpec>| {
         specs
             .into_iter()
-            .map(|s| wit::StreamSpec { name: s.name, description: s.description })
+            .map(|s| wit::StreamSpec {
+                name: s.name,
+                description: s.description,
+            })
             .collect()
     };
     WitAgentInfo {
@@ -82,7 +92,10 @@ pub fn init<A: Agent>(
     }
     for key in info.config.iter().filter(|k| k.required) {
         if config.get(&key.name).is_none() {
-            return Err(to_wit(Error::bad_data(format!("config `{}` is required", key.name))));
+            return Err(to_wit(Error::bad_data(format!(
+                "config `{}` is required",
+                key.name
+            ))));
         }
     }
     let agent = A::init(&config).map_err(to_wit)?;
@@ -132,5 +145,8 @@ fn to_wit(err: Error) -> WitAgentError {
         ErrorKind::BadData => wit::ErrorKind::BadData,
         ErrorKind::Fatal => wit::ErrorKind::Fatal,
     };
-    WitAgentError { kind, message: err.message }
+    WitAgentError {
+        kind,
+        message: err.message,
+    }
 }

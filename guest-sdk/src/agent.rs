@@ -45,7 +45,11 @@ pub struct Emitter {
 
 impl Emitter {
     pub(crate) fn new(outputs: &'static [String]) -> Self {
-        Self { outputs, batches: Vec::new(), rejected: Vec::new() }
+        Self {
+            outputs,
+            batches: Vec::new(),
+            rejected: Vec::new(),
+        }
     }
 
     /// Emits `batch` on the output named `output`. Empty batches are dropped.

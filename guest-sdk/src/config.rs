@@ -15,7 +15,9 @@ pub struct Config {
 impl Config {
     /// Builds a configuration from key/value pairs.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { values: pairs.into_iter().collect() }
+        Self {
+            values: pairs.into_iter().collect(),
+        }
     }
 
     /// The raw value of `key`, if set.

@@ -30,15 +30,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A retryable error.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Retryable, message: message.into() }
+        Self {
+            kind: ErrorKind::Retryable,
+            message: message.into(),
+        }
     }
     /// The batch is bad data.
     pub fn bad_data(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::BadData, message: message.into() }
+        Self {
+            kind: ErrorKind::BadData,
+            message: message.into(),
+        }
     }
     /// The agent cannot go on.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Fatal, message: message.into() }
+        Self {
+            kind: ErrorKind::Fatal,
+            message: message.into(),
+        }
     }
 }
 

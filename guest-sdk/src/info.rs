@@ -60,13 +60,19 @@ impl AgentInfo {
 
     /// Declares an input stream.
     pub fn input(mut self, name: impl Into<String>, description: impl Into<String>) -> Self {
-        self.inputs.push(StreamSpec { name: name.into(), description: description.into() });
+        self.inputs.push(StreamSpec {
+            name: name.into(),
+            description: description.into(),
+        });
         self
     }
 
     /// Declares an output stream.
     pub fn output(mut self, name: impl Into<String>, description: impl Into<String>) -> Self {
-        self.outputs.push(StreamSpec { name: name.into(), description: description.into() });
+        self.outputs.push(StreamSpec {
+            name: name.into(),
+            description: description.into(),
+        });
         self
     }
 

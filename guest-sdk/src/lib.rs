@@ -52,8 +52,8 @@ pub use info::{AgentInfo, ConfigKey, StreamSpec};
 
 /// Everything an agent usually needs, including the common Arrow types and kernels.
 pub mod prelude {
-    pub use crate::{Agent, AgentInfo, BatchExt, Config, Context, Emitter, Error, Result};
     pub use crate::export_agent;
+    pub use crate::{Agent, AgentInfo, BatchExt, Config, Context, Emitter, Error, Result};
     pub use arrow::array::{
         Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     };
@@ -95,7 +95,7 @@ macro_rules! export_agent {
                 }
             }
 
-            $crate::__private::export!(Export with_types_in $crate::__private::bindings);
+    $crate::__private::export!(Export with_types_in $crate::__private::bindings);
         };
     };
 }

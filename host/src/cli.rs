@@ -124,8 +124,15 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
 fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let usage = |e| Failure::classify(e, EXIT_USAGE);
     let job = job_from_args(&args).map_err(usage)?;
-    let cache_dir = if args.no_cache { None } else { job.cache_dir.clone().or_else(wasm::default_cache_dir) };
-    let runtime = Runtime::new(cache_dir).map_err(|e| Failure { code: EXIT_JOB_FAILED, error: e })?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        job.cache_dir.clone().or_else(wasm::default_cache_dir)
+    };
+    let runtime = Runtime::new(cache_dir).map_err(|e| Failure {
+        code: EXIT_JOB_FAILED,
+        error: e,
+    })?;
     let plan = pipeline::plan(&job, &runtime).map_err(usage)?;
     for agent in &plan.agents {
         tracing::info!(
@@ -136,30 +143,51 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
             "deploying {} {}", agent.info.name, agent.info.version
         );
     }
-    let dead_path = job.dead_letter.clone().unwrap_or_else(|| PathBuf::from("dead-letters.jsonl"));
+    let dead_path = job
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("dead-letters.jsonl"));
     let progress = job.progress_secs.unwrap_or(5);
     let options = RunOptions {
-        batching: Batching { max_rows: job.batch.max_rows, linger: Duration::from_millis(job.batch.linger_ms) },
+        batching: Batching {
+            max_rows: job.batch.max_rows,
+            linger: Duration::from_millis(job.batch.linger_ms),
+        },
         channel_capacity: job.batch.channel_capacity,
         progress_every: (progress > 0).then(|| Duration::from_secs(progress)),
         dead_letters: std::sync::Arc::new(DeadLetters::new(Some(dead_path.clone()))),
     };
-    let summary = pipeline::run(plan, options).map_err(|e| Failure { code: EXIT_JOB_FAILED, error: e })?;
+    let summary = pipeline::run(plan, options).map_err(|e| Failure {
+        code: EXIT_JOB_FAILED,
+        error: e,
+    })?;
     report(&summary, &dead_path);
     Ok(())
 }
 
 fn report(summary: &Summary, dead_path: &std::path::Path) {
     let rate = summary.records_in as f64 / summary.elapsed_secs.max(1e-9);
-    let outputs: Vec<String> = summary.per_stream.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    let outputs: Vec<String> = summary
+        .per_stream
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
     tracing::info!(
         "{}: {} records in ({rate:.0}/s), {} out [{}], {} dead letters{}, {} restarts, {:.2} s",
-        if summary.interrupted { "stopped" } else { "done" },
+        if summary.interrupted {
+            "stopped"
+        } else {
+            "done"
+        },
         summary.records_in,
         summary.records_out,
         outputs.join(", "),
         summary.dead_letters,
-        if summary.dead_letters > 0 { format!(" (in {})", dead_path.display()) } else { String::new() },
+        if summary.dead_letters > 0 {
+            format!(" (in {})", dead_path.display())
+        } else {
+            String::new()
+        },
         summary.restarts,
         summary.elapsed_secs,
     );
@@ -188,17 +216,28 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
             bail!("--set needs exactly one agent; configure several in the job file");
         };
         for setting in &args.settings {
-            let (key, value) = setting.split_once('=').with_context(|| format!("--set `{setting}`: expected KEY=VALUE"))?;
-            agent.config.insert(key.trim().to_string(), toml::Value::String(value.to_string()));
+            let (key, value) = setting
+                .split_once('=')
+                .with_context(|| format!("--set `{setting}`: expected KEY=VALUE"))?;
+            agent.config.insert(
+                key.trim().to_string(),
+                toml::Value::String(value.to_string()),
+            );
         }
     }
-    let unnamed_inputs = args.inputs.iter().filter(|i| split_named(i).0.is_none()).count();
+    let unnamed_inputs = args
+        .inputs
+        .iter()
+        .filter(|i| split_named(i).0.is_none())
+        .count();
     for input in &args.inputs {
         let (name, path) = split_named(input);
         if name.is_none() && unnamed_inputs > 1 {
             bail!("several --input without a name; write them as NAME=PATH");
         }
-        let name = name.map(str::to_string).unwrap_or_else(|| "input".to_string());
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| "input".to_string());
         job.sources.retain(|s| s.name != name);
         job.sources.push(SourceConfig {
             name,
@@ -215,7 +254,11 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
             Some(stream) => stream.to_string(),
             None => last_output_placeholder(),
         };
-        job.sinks.push(SinkConfig { stream, path: path.to_string(), format: None });
+        job.sinks.push(SinkConfig {
+            stream,
+            path: path.to_string(),
+            format: None,
+        });
     }
     if let Some(v) = args.max_rows {
         job.batch.max_rows = v;
@@ -267,7 +310,9 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let interfaces = component.interfaces();
     if args.json {
         let streams = |s: &[wasm::StreamSpec]| -> Vec<serde_json::Value> {
-            s.iter().map(|s| serde_json::json!({"name": s.name, "description": s.description})).collect()
+            s.iter()
+                .map(|s| serde_json::json!({"name": s.name, "description": s.description}))
+                .collect()
         };
         let value = serde_json::json!({
             "world": wasm::WORLD,

@@ -72,7 +72,11 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_rows: 8192, linger_ms: 100, channel_capacity: 4 }
+        Self {
+            max_rows: 8192,
+            linger_ms: 100,
+            channel_capacity: 4,
+        }
     }
 }
 
@@ -105,7 +109,10 @@ impl LimitsConfig {
         if memory_mb == 0 || memory_bytes > MAX_MEMORY_CAP {
             bail!("memory_mb must be between 1 and {}", MAX_MEMORY_CAP >> 20);
         }
-        let timeout_ms = self.call_timeout_ms.or(defaults.call_timeout_ms).unwrap_or(5000);
+        let timeout_ms = self
+            .call_timeout_ms
+            .or(defaults.call_timeout_ms)
+            .unwrap_or(5000);
         if timeout_ms == 0 {
             bail!("call_timeout_ms must be at least 1");
         }
@@ -113,7 +120,11 @@ impl LimitsConfig {
             wasm: crate::wasm::Limits {
                 memory_bytes,
                 call_timeout: std::time::Duration::from_millis(timeout_ms),
-                grants: self.grants.clone().or_else(|| defaults.grants.clone()).unwrap_or_default(),
+                grants: self
+                    .grants
+                    .clone()
+                    .or_else(|| defaults.grants.clone())
+                    .unwrap_or_default(),
             },
             max_retries: self.max_retries.or(defaults.max_retries).unwrap_or(3),
         })
@@ -179,9 +190,10 @@ pub struct SinkConfig {
 impl JobConfig {
     /// Reads a job file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config `{}`", path.display()))?;
-        let mut config: JobConfig =
-            toml::from_str(&text).with_context(|| format!("invalid config `{}`", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config `{}`", path.display()))?;
+        let mut config: JobConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid config `{}`", path.display()))?;
         config.rebase(path.parent().unwrap_or(Path::new(".")));
         Ok(config)
     }
@@ -189,7 +201,11 @@ impl JobConfig {
     /// Makes relative paths relative to `dir`.
     fn rebase(&mut self, dir: &Path) {
         let rebase = |p: &str| -> String {
-            if p == "-" || p == "null:" || Path::new(p).is_absolute() { p.to_string() } else { dir.join(p).display().to_string() }
+            if p == "-" || p == "null:" || Path::new(p).is_absolute() {
+                p.to_string()
+            } else {
+                dir.join(p).display().to_string()
+            }
         };
         for source in &mut self.sources {
             source.path = rebase(&source.path);
@@ -218,7 +234,10 @@ impl JobConfig {
         }
         self.limits.resolve(&LimitsConfig::default())?;
         for agent in &self.agents {
-            agent.limits.resolve(&self.limits).with_context(|| format!("limits of agent `{}`", agent.wasm.display()))?;
+            agent
+                .limits
+                .resolve(&self.limits)
+                .with_context(|| format!("limits of agent `{}`", agent.wasm.display()))?;
         }
         let mut names: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
         names.sort_unstable();

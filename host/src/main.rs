@@ -6,7 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").ok().unwrap_or_else(|| cli.log.clone());
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .unwrap_or_else(|| cli.log.clone());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)

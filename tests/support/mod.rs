@@ -28,20 +28,32 @@ pub fn guests_dir() -> &'static Path {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-build");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(workspace())
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&target);
         for (krate, _) in GUESTS {
             cmd.args(["-p", krate]);
         }
         let status = cmd.status().expect("running cargo to build the guests");
-        assert!(status.success(), "building the guest components failed (is the wasm32-wasip2 target installed?)");
+        assert!(
+            status.success(),
+            "building the guest components failed (is the wasm32-wasip2 target installed?)"
+        );
         target.join("wasm32-wasip2").join("release")
     })
 }
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Path of a guest component: `filter`, `fraud`, `faults` or `not-an-agent`.
@@ -76,7 +88,10 @@ impl Outcome {
 pub fn host(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sabot-host"));
     cmd.args(args)
-        .env("SABOT_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .env(
+            "SABOT_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG");
     cmd
@@ -120,7 +135,12 @@ pub fn run_with(mut cmd: Command, stdin: &[u8], limit: Duration) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     };
     writer.join().unwrap();
-    Outcome { code, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap(), elapsed: started.elapsed() }
+    Outcome {
+        code,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+        elapsed: started.elapsed(),
+    }
 }
 
 /// Runs `sabot-host ARGS` with no input and a two-minute limit.
@@ -130,8 +150,12 @@ pub fn run(args: &[&str]) -> Outcome {
 
 /// Parses a JSON Lines file (missing file: no lines).
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
 }
 
 /// A path inside `dir` as a `&str` argument.

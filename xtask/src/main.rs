@@ -12,7 +12,12 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Guest crates built for wasm32-wasip2.
-const GUESTS: [&str; 4] = ["sabot-agent-filter", "sabot-agent-fraud", "sabot-agent-faults", "sabot-not-an-agent"];
+const GUESTS: [&str; 4] = [
+    "sabot-agent-filter",
+    "sabot-agent-fraud",
+    "sabot-agent-faults",
+    "sabot-not-an-agent",
+];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() -> Result<()> {
@@ -29,11 +34,16 @@ fn main() -> Result<()> {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
 }
 
 fn cargo() -> Command {
@@ -52,9 +62,17 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// Makes sure the wasm target is installed (rustup is part of the Rust toolchain).
 fn ensure_wasm_target() -> Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) => Ok(()),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == WASM_TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => run(Command::new("rustup").args(["target", "add", WASM_TARGET])),
         Err(_) => Ok(()), // no rustup: let cargo report a missing target itself
     }
@@ -74,14 +92,34 @@ fn build_guests() -> Result<PathBuf> {
 
 fn with_guests(subcommand: &str, args: &[String]) -> Result<()> {
     let guests = build_guests()?;
-    run(cargo().arg(subcommand).args(args).env("SABOT_GUESTS", guests))
+    run(cargo()
+        .arg(subcommand)
+        .args(args)
+        .env("SABOT_GUESTS", guests))
 }
 
 fn demo(args: &[String]) -> Result<()> {
-    let count: usize = args.first().map(|a| a.parse()).transpose().context("N must be a number")?.unwrap_or(200_000);
-    let seed: u64 = args.get(1).map(|a| a.parse()).transpose().context("SEED must be a number")?.unwrap_or(42);
+    let count: usize = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()
+        .context("N must be a number")?
+        .unwrap_or(200_000);
+    let seed: u64 = args
+        .get(1)
+        .map(|a| a.parse())
+        .transpose()
+        .context("SEED must be a number")?
+        .unwrap_or(42);
     let guests = build_guests()?;
-    run(cargo().args(["build", "--release", "-p", "sabot-host", "-p", "sabot-fraud-gen"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "sabot-host",
+        "-p",
+        "sabot-fraud-gen",
+    ]))?;
     let bin = target_dir().join("release");
     let out = target_dir().join("demo");
     std::fs::create_dir_all(&out)?;
@@ -92,7 +130,13 @@ fn demo(args: &[String]) -> Result<()> {
 
     println!("== generating {count} transactions (seed {seed})");
     run(Command::new(bin.join("sabot-fraud-gen"))
-        .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--out"])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
         .arg(&transactions))?;
 
     println!("== sabot-host deploy fraud.wasm");
@@ -107,22 +151,34 @@ fn demo(args: &[String]) -> Result<()> {
         .arg(&dead))?;
 
     summarize(&alerts)?;
-    println!("\nalerts: {}\ninput:  {}", alerts.display(), transactions.display());
+    println!(
+        "\nalerts: {}\ninput:  {}",
+        alerts.display(),
+        transactions.display()
+    );
     Ok(())
 }
 
 /// Prints alert counts by rule and severity, and one example of each rule.
 fn summarize(alerts: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(alerts).with_context(|| format!("reading {}", alerts.display()))?;
+    let text =
+        std::fs::read_to_string(alerts).with_context(|| format!("reading {}", alerts.display()))?;
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut examples: BTreeMap<String, String> = BTreeMap::new();
     let mut total = 0;
     for line in text.lines() {
         let alert: serde_json::Value = serde_json::from_str(line)?;
         let field = |name: &str| alert[name].as_str().unwrap_or("?").to_string();
-        *counts.entry((field("fraud_type"), field("severity"))).or_default() += 1;
+        *counts
+            .entry((field("fraud_type"), field("severity")))
+            .or_default() += 1;
         examples.entry(field("fraud_type")).or_insert_with(|| {
-            format!("tx {} account {}: {}", alert["transaction_id"], field("account_number"), field("details"))
+            format!(
+                "tx {} account {}: {}",
+                alert["transaction_id"],
+                field("account_number"),
+                field("details")
+            )
         });
         total += 1;
     }

@@ -11,19 +11,28 @@ struct Filter {
 
 impl Agent for Filter {
     fn describe() -> AgentInfo {
-        AgentInfo::new("filter", "Keeps rows where `column` >= `min`; projects to `keep`.")
-            .input("records", "Any records with a Float64 column")
-            .output("out", "The rows that pass, with the kept columns")
-            .config("column", "Float64 column to test", Some("amount"))
-            .config("min", "Smallest value kept", Some("0"))
-            .config("keep", "Comma-separated columns to keep (default: all)", None)
+        AgentInfo::new(
+            "filter",
+            "Keeps rows where `column` >= `min`; projects to `keep`.",
+        )
+        .input("records", "Any records with a Float64 column")
+        .output("out", "The rows that pass, with the kept columns")
+        .config("column", "Float64 column to test", Some("amount"))
+        .config("min", "Smallest value kept", Some("0"))
+        .config(
+            "keep",
+            "Comma-separated columns to keep (default: all)",
+            None,
+        )
     }
 
     fn init(config: &Config) -> Result<Self> {
         Ok(Self {
             column: config.get("column").unwrap_or("amount").to_string(),
             min: config.parse_or("min", 0.0)?,
-            keep: config.get("keep").map(|k| k.split(',').map(|c| c.trim().into()).collect()),
+            keep: config
+                .get("keep")
+                .map(|k| k.split(',').map(|c| c.trim().into()).collect()),
         })
     }
 

@@ -64,7 +64,10 @@ mod tests {
     fn sample() -> RecordBatch {
         RecordBatch::try_from_iter([
             ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
-            ("name", Arc::new(StringArray::from(vec!["a", "bb", "ccc"])) as _),
+            (
+                "name",
+                Arc::new(StringArray::from(vec!["a", "bb", "ccc"])) as _,
+            ),
         ])
         .unwrap()
     }

@@ -38,7 +38,11 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// Dead letters go to `path` (JSON Lines), or only into the logs when `None`.
     pub fn new(path: Option<PathBuf>) -> Self {
-        Self { path, writer: Mutex::new(None), count: AtomicU64::new(0) }
+        Self {
+            path,
+            writer: Mutex::new(None),
+            count: AtomicU64::new(0),
+        }
     }
 
     /// Number of dead letters so far.
@@ -96,6 +100,8 @@ pub fn rows_as_json(batch: &RecordBatch) -> Vec<Value> {
     let encoded = writer.write(batch).and_then(|()| writer.finish());
     match encoded.map(|()| serde_json::from_slice::<Vec<Value>>(&writer.into_inner())) {
         Ok(Ok(rows)) => rows,
-        _ => (0..batch.num_rows()).map(|_| Value::String("<row not representable as JSON>".into())).collect(),
+        _ => (0..batch.num_rows())
+            .map(|_| Value::String("<row not representable as JSON>".into()))
+            .collect(),
     }
 }

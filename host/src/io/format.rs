@@ -65,6 +65,9 @@ mod tests {
         assert_eq!(Format::detect("null:"), Some(Format::Null));
         assert_eq!(Format::detect("x.txt"), None);
         assert!(Format::resolve(None, "x.txt").is_err());
-        assert_eq!(Format::resolve(Some(Format::Csv), "x.txt").unwrap(), Format::Csv);
+        assert_eq!(
+            Format::resolve(Some(Format::Csv), "x.txt").unwrap(),
+            Format::Csv
+        );
     }
 }

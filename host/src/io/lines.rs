@@ -72,7 +72,9 @@ pub fn read_chunks(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let wait = deadline.map_or(Duration::from_millis(200), |d| d.saturating_duration_since(Instant::now()));
+        let wait = deadline.map_or(Duration::from_millis(200), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         match lines.recv_timeout(wait) {
             Ok(Ok((number, line))) => {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -154,15 +156,27 @@ pub struct Decoded {
 
 /// Decodes newline-separated records of one line format against a schema.
 pub trait LineFormat {
-    fn decode(&self, schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<RecordBatch, ArrowError>;
+    fn decode(
+        &self,
+        schema: &SchemaRef,
+        bytes: &[u8],
+        rows: usize,
+    ) -> Result<RecordBatch, ArrowError>;
 }
 
 /// JSON Lines.
 pub struct Json;
 
 impl LineFormat for Json {
-    fn decode(&self, schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<RecordBatch, ArrowError> {
-        let mut decoder = arrow::json::ReaderBuilder::new(schema.clone()).with_batch_size(rows.max(1)).build_decoder()?;
+    fn decode(
+        &self,
+        schema: &SchemaRef,
+        bytes: &[u8],
+        rows: usize,
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(rows.max(1))
+            .build_decoder()?;
         let mut rest = bytes;
         while !rest.is_empty() {
             let read = decoder.decode(rest)?;
@@ -171,9 +185,14 @@ impl LineFormat for Json {
             }
             rest = &rest[read..];
         }
-        let batch = decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+        let batch = decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
         if batch.num_rows() != rows {
-            return Err(ArrowError::JsonError(format!("expected {rows} records, decoded {}", batch.num_rows())));
+            return Err(ArrowError::JsonError(format!(
+                "expected {rows} records, decoded {}",
+                batch.num_rows()
+            )));
         }
         Ok(batch)
     }
@@ -183,7 +202,12 @@ impl LineFormat for Json {
 pub struct Csv;
 
 impl LineFormat for Csv {
-    fn decode(&self, schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<RecordBatch, ArrowError> {
+    fn decode(
+        &self,
+        schema: &SchemaRef,
+        bytes: &[u8],
+        rows: usize,
+    ) -> Result<RecordBatch, ArrowError> {
         let mut decoder = arrow::csv::ReaderBuilder::new(schema.clone())
             .with_header(false)
             .with_batch_size(rows.max(1))
@@ -196,9 +220,14 @@ impl LineFormat for Csv {
             }
             rest = &rest[read..];
         }
-        let batch = decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+        let batch = decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
         if batch.num_rows() != rows {
-            return Err(ArrowError::CsvError(format!("expected {rows} records, decoded {}", batch.num_rows())));
+            return Err(ArrowError::CsvError(format!(
+                "expected {rows} records, decoded {}",
+                batch.num_rows()
+            )));
         }
         Ok(batch)
     }
@@ -207,7 +236,11 @@ impl LineFormat for Csv {
 /// Decodes a chunk in one go; if that fails, line by line, keeping the good lines in order.
 pub fn decode_chunk(format: &dyn LineFormat, schema: &SchemaRef, chunk: &LineChunk) -> Decoded {
     if let Ok(batch) = format.decode(schema, chunk.bytes(), chunk.len()) {
-        return Decoded { batch: Some(batch), offsets: chunk.numbers.clone(), bad: Vec::new() };
+        return Decoded {
+            batch: Some(batch),
+            offsets: chunk.numbers.clone(),
+            bad: Vec::new(),
+        };
     }
     let mut good = Vec::new();
     let mut offsets = Vec::new();
@@ -230,7 +263,11 @@ pub fn decode_chunk(format: &dyn LineFormat, schema: &SchemaRef, chunk: &LineChu
     }
     let batch = (!good.is_empty())
         .then(|| arrow::compute::concat_batches(schema, &good).expect("batches share the schema"));
-    Decoded { batch, offsets, bad }
+    Decoded {
+        batch,
+        offsets,
+        bad,
+    }
 }
 
 /// A decoding error in words a user can act on.

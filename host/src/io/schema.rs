@@ -17,7 +17,11 @@ pub fn declared(columns: &[(String, String)]) -> Result<SchemaRef> {
                 Some(base) => (base, true),
                 None => (ty.trim(), false),
             };
-            Ok(Field::new(name, parse_type(ty).map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?, nullable))
+            Ok(Field::new(
+                name,
+                parse_type(ty).map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?,
+                nullable,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     if fields.is_empty() {
@@ -45,7 +49,9 @@ fn parse_type(ty: &str) -> Result<DataType> {
 pub fn from_toml(table: &toml::Table) -> Result<SchemaRef> {
     let mut columns = Vec::new();
     for (name, value) in table {
-        let Some(ty) = value.as_str() else { bail!("schema column `{name}` needs a type string") };
+        let Some(ty) = value.as_str() else {
+            bail!("schema column `{name}` needs a type string")
+        };
         columns.push((name.clone(), ty.to_string()));
     }
     declared(&columns)
@@ -53,8 +59,10 @@ pub fn from_toml(table: &toml::Table) -> Result<SchemaRef> {
 
 /// Infers a schema from JSON lines (those that parse); `None` when none does.
 pub fn infer_json<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<SchemaRef> {
-    let values: Vec<serde_json::Value> =
-        lines.filter_map(|line| serde_json::from_slice(line).ok()).filter(|v: &serde_json::Value| v.is_object()).collect();
+    let values: Vec<serde_json::Value> = lines
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .filter(|v: &serde_json::Value| v.is_object())
+        .collect();
     if values.is_empty() {
         return None;
     }
@@ -67,8 +75,12 @@ pub fn infer_json<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Option<SchemaRef
             }
         }
     }
-    let inferred = arrow::json::reader::infer_json_schema_from_iterator(values.into_iter().map(Ok)).ok()?;
-    let fields: Vec<Field> = order.iter().filter_map(|name| inferred.field_with_name(name).ok().cloned()).collect();
+    let inferred =
+        arrow::json::reader::infer_json_schema_from_iterator(values.into_iter().map(Ok)).ok()?;
+    let fields: Vec<Field> = order
+        .iter()
+        .filter_map(|name| inferred.field_with_name(name).ok().cloned())
+        .collect();
     Some(Arc::new(Schema::new(fields)))
 }
 
@@ -95,14 +107,30 @@ pub fn csv_header_names(header: &[u8]) -> Result<Vec<String>> {
 /// A declared schema reordered to the columns of a CSV header; an error names columns the
 /// header lacks.
 pub fn align_to_header(schema: &SchemaRef, header: &[String]) -> Result<SchemaRef> {
-    let by_name: BTreeMap<&str, &Field> = schema.fields().iter().map(|f| (f.name().as_str(), f.as_ref())).collect();
-    let missing: Vec<&str> = by_name.keys().copied().filter(|n| !header.iter().any(|h| h == n)).collect();
+    let by_name: BTreeMap<&str, &Field> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.as_ref()))
+        .collect();
+    let missing: Vec<&str> = by_name
+        .keys()
+        .copied()
+        .filter(|n| !header.iter().any(|h| h == n))
+        .collect();
     if !missing.is_empty() {
-        bail!("CSV header lacks declared column(s): {}", missing.join(", "));
+        bail!(
+            "CSV header lacks declared column(s): {}",
+            missing.join(", ")
+        );
     }
     let fields: Vec<Field> = header
         .iter()
-        .map(|name| by_name.get(name.as_str()).map(|f| (*f).clone()).unwrap_or_else(|| Field::new(name, DataType::Utf8, true)))
+        .map(|name| {
+            by_name
+                .get(name.as_str())
+                .map(|f| (*f).clone())
+                .unwrap_or_else(|| Field::new(name, DataType::Utf8, true))
+        })
         .collect();
     Ok(Arc::new(Schema::new(fields)))
 }
@@ -113,20 +141,35 @@ mod tests {
 
     #[test]
     fn declared_types_and_nullability() {
-        let schema = declared(&[("id".into(), "int64".into()), ("note".into(), "utf8?".into())]).unwrap();
+        let schema = declared(&[
+            ("id".into(), "int64".into()),
+            ("note".into(), "utf8?".into()),
+        ])
+        .unwrap();
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert!(!schema.field(0).is_nullable());
         assert!(schema.field(1).is_nullable());
-        let err = declared(&[("x".into(), "decimal".into())]).unwrap_err().to_string();
-        assert!(err.contains("column `x`") && err.contains("decimal"), "{err}");
+        let err = declared(&[("x".into(), "decimal".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("column `x`") && err.contains("decimal"),
+            "{err}"
+        );
     }
 
     #[test]
     fn infers_json_from_parseable_lines() {
         let lines: [&[u8]; 3] = [br#"{"a": 1, "b": "x"}"#, b"garbage", br#"{"a": 2.5}"#];
         let schema = infer_json(lines.into_iter()).unwrap();
-        assert_eq!(schema.field_with_name("a").unwrap().data_type(), &DataType::Float64);
-        assert_eq!(schema.field_with_name("b").unwrap().data_type(), &DataType::Utf8);
+        assert_eq!(
+            schema.field_with_name("a").unwrap().data_type(),
+            &DataType::Float64
+        );
+        assert_eq!(
+            schema.field_with_name("b").unwrap().data_type(),
+            &DataType::Utf8
+        );
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["a", "b"], "columns keep the order of the data");
         let reversed = infer_json([br#"{"z": 1, "a": 2}"#.as_slice()].into_iter()).unwrap();
@@ -136,7 +179,8 @@ mod tests {
 
     #[test]
     fn aligns_declared_schema_to_csv_header() {
-        let schema = declared(&[("b".into(), "int64".into()), ("a".into(), "utf8".into())]).unwrap();
+        let schema =
+            declared(&[("b".into(), "int64".into()), ("a".into(), "utf8".into())]).unwrap();
         let aligned = align_to_header(&schema, &["a".into(), "b".into(), "c".into()]).unwrap();
         let names: Vec<_> = aligned.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);

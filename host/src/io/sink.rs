@@ -35,14 +35,18 @@ pub fn open(spec: &SinkSpec) -> Result<Box<dyn Sink>> {
     let out: Box<dyn Write + Send> = if spec.path == "-" {
         Box::new(std::io::stdout())
     } else {
-        let file = File::create(&spec.path).with_context(|| format!("cannot create output `{}`", spec.path))?;
+        let file = File::create(&spec.path)
+            .with_context(|| format!("cannot create output `{}`", spec.path))?;
         Box::new(file)
     };
     let out = BufWriter::with_capacity(1 << 16, out);
     Ok(match spec.format {
         Format::Jsonl => Box::new(JsonSink(arrow::json::LineDelimitedWriter::new(out))),
         Format::Csv => Box::new(CsvSink(Some(arrow::csv::Writer::new(out)))),
-        Format::Ipc => Box::new(IpcSink { out: Some(out), writer: None }),
+        Format::Ipc => Box::new(IpcSink {
+            out: Some(out),
+            writer: None,
+        }),
         Format::Parquet => bail!("Parquet output is not supported yet; use .jsonl, .csv or .arrow"),
         Format::Null => unreachable!("handled above"),
     })
@@ -99,13 +103,18 @@ struct IpcSink {
 impl Sink for IpcSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if self.writer.is_none() {
-            let out = self.out.take().expect("output present until the first batch");
+            let out = self
+                .out
+                .take()
+                .expect("output present until the first batch");
             let writer = arrow::ipc::writer::StreamWriter::try_new(out, &batch.schema())?;
             self.writer = Some((batch.schema(), writer));
         }
         let (schema, writer) = self.writer.as_mut().expect("created above");
         if *schema != batch.schema() {
-            bail!("batch schema differs from the stream's first batch; Arrow IPC output needs one schema");
+            bail!(
+                "batch schema differs from the stream's first batch; Arrow IPC output needs one schema"
+            );
         }
         Ok(writer.write(batch)?)
     }

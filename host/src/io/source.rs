@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::lines::{self, Batching, LineChunk, LineFormat};
 use super::{DeadLetter, DeadLetters, Format, schema};
 
-
 /// Where a source reads from and how.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
@@ -53,20 +52,31 @@ pub fn run(
     let mut watermark = Watermark::new(spec);
     let mut emit = |batch: RecordBatch, offsets: Arc<[i64]>| -> bool {
         let watermark_ms = watermark.advance(&batch);
-        emit(SourceBatch { batch, partition: 0, offsets, watermark_ms })
+        emit(SourceBatch {
+            batch,
+            partition: 0,
+            offsets,
+            watermark_ms,
+        })
     };
     match spec.format {
         Format::Jsonl | Format::Csv => run_lines(spec, batching, stop, dead, &mut emit),
         Format::Ipc => run_ipc(spec, batching, stop, &mut emit),
         Format::Parquet => run_parquet(spec, batching, stop, &mut emit),
-        Format::Null => anyhow::bail!("`null` is a sink format; source `{}` cannot read it", spec.name),
+        Format::Null => anyhow::bail!(
+            "`null` is a sink format; source `{}` cannot read it",
+            spec.name
+        ),
     }
 }
 
 /// Opens a source path: `-` is stdin.
 fn open(path: &str) -> Result<Box<dyn BufRead + Send>> {
     if path == "-" {
-        return Ok(Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())));
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            std::io::stdin(),
+        )));
     }
     let file = File::open(path).with_context(|| format!("cannot open input `{path}`"))?;
     Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
@@ -175,13 +185,17 @@ fn run_ipc(
 ) -> Result<()> {
     let mut reader = open(&spec.path)?;
     let is_file_format = reader.fill_buf()?.starts_with(b"ARROW1");
-    let batches: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>> = if is_file_format {
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes)?;
-        Box::new(arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?)
-    } else {
-        Box::new(arrow::ipc::reader::StreamReader::try_new(reader, None)?)
-    };
+    let batches: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>> =
+        if is_file_format {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes)?;
+            Box::new(arrow::ipc::reader::FileReader::try_new(
+                std::io::Cursor::new(bytes),
+                None,
+            )?)
+        } else {
+            Box::new(arrow::ipc::reader::StreamReader::try_new(reader, None)?)
+        };
     emit_sliced(spec, batches, batching, stop, emit)
 }
 
@@ -191,7 +205,8 @@ fn run_parquet(
     stop: &AtomicBool,
     emit: &mut dyn FnMut(RecordBatch, Arc<[i64]>) -> bool,
 ) -> Result<()> {
-    let file = File::open(&spec.path).with_context(|| format!("cannot open input `{}`", spec.path))?;
+    let file =
+        File::open(&spec.path).with_context(|| format!("cannot open input `{}`", spec.path))?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("`{}` is not a readable Parquet file", spec.path))?
         .with_batch_size(batching.max_rows)
@@ -236,7 +251,11 @@ struct Watermark<'a> {
 
 impl<'a> Watermark<'a> {
     fn new(spec: &'a SourceSpec) -> Self {
-        Self { column: spec.event_time_column.as_deref(), lateness_ms: spec.allowed_lateness_ms, current: None }
+        Self {
+            column: spec.event_time_column.as_deref(),
+            lateness_ms: spec.allowed_lateness_ms,
+            current: None,
+        }
     }
 
     fn advance(&mut self, batch: &RecordBatch) -> Option<i64> {
@@ -252,13 +271,19 @@ impl<'a> Watermark<'a> {
 }
 
 fn describe_schema(schema: &SchemaRef) -> String {
-    schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks that a source can be opened, for an early, clear error.
 pub fn check_readable(spec: &SourceSpec) -> Result<()> {
     if spec.path != "-" {
-        let mut file = File::open(&spec.path).with_context(|| format!("cannot open input `{}`", spec.path))?;
+        let mut file =
+            File::open(&spec.path).with_context(|| format!("cannot open input `{}`", spec.path))?;
         file.seek(std::io::SeekFrom::Start(0))?;
     }
     Ok(())

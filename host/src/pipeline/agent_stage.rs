@@ -33,9 +33,21 @@ pub struct AgentStage {
 
 impl AgentStage {
     /// A stage for `agent`; `outlets` maps each output name to its receivers.
-    pub fn new(agent: PlannedAgent, outlets: HashMap<String, Outlet>, dead: Arc<DeadLetters>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        agent: PlannedAgent,
+        outlets: HashMap<String, Outlet>,
+        dead: Arc<DeadLetters>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let label: Arc<str> = Arc::from(agent.name.as_str());
-        Self { agent, label, outlets, dead, metrics, instance: None }
+        Self {
+            agent,
+            label,
+            outlets,
+            dead,
+            metrics,
+            instance: None,
+        }
     }
 
     /// Processes batches until the input channels close. An error is fatal for the job.
@@ -55,7 +67,9 @@ impl AgentStage {
             .component
             .instantiate(self.label.clone(), &self.agent.limits.wasm)
             .map_err(|err| anyhow::anyhow!("agent `{name}`: cannot instantiate: {err}"))?;
-        instance.init(&self.agent.config).map_err(|err| anyhow::anyhow!("agent `{name}`: init failed: {err}"))?;
+        instance
+            .init(&self.agent.config)
+            .map_err(|err| anyhow::anyhow!("agent `{name}`: init failed: {err}"))?;
         Ok(instance)
     }
 
@@ -87,9 +101,15 @@ impl AgentStage {
                 self.label, ctx.input, ctx.partition
             );
             match error {
-                CallError::Agent(err) if err.kind == ErrorKind::Retryable && attempt < self.agent.limits.max_retries => {
+                CallError::Agent(err)
+                    if err.kind == ErrorKind::Retryable
+                        && attempt < self.agent.limits.max_retries =>
+                {
                     attempt += 1;
-                    tracing::warn!("{place}: retryable error (attempt {attempt}): {}", err.message);
+                    tracing::warn!(
+                        "{place}: retryable error (attempt {attempt}): {}",
+                        err.message
+                    );
                     std::thread::sleep(RETRY_BACKOFF * 2u32.pow(attempt - 1));
                 }
                 CallError::Agent(err) if err.kind == ErrorKind::Fatal => {
@@ -97,7 +117,9 @@ impl AgentStage {
                 }
                 CallError::Agent(err) => {
                     let reason = match err.kind {
-                        ErrorKind::Retryable => format!("still failing after {attempt} retries: {}", err.message),
+                        ErrorKind::Retryable => {
+                            format!("still failing after {attempt} retries: {}", err.message)
+                        }
                         _ => format!("agent refused the batch: {}", err.message),
                     };
                     self.dead_letter_batch(&envelope, &reason);
@@ -120,7 +142,11 @@ impl AgentStage {
         for output in result.outputs {
             let Some(outlet) = self.outlets.get(&output.output) else {
                 let declared: Vec<&str> = self.outlets.keys().map(String::as_str).collect();
-                let reason = format!("agent emitted to undeclared output `{}` (declared: {})", output.output, declared.join(", "));
+                let reason = format!(
+                    "agent emitted to undeclared output `{}` (declared: {})",
+                    output.output,
+                    declared.join(", ")
+                );
                 tracing::error!(agent = %self.label, "{reason}");
                 self.dead_letter_batch(envelope, &reason);
                 return Ok(());
@@ -128,7 +154,10 @@ impl AgentStage {
             match sabot_ipc::decode(output.batch, Trust::Untrusted) {
                 Ok(batch) => batches.push((outlet, batch)),
                 Err(err) => {
-                    let reason = format!("agent returned a malformed batch for output `{}`: {err}", output.output);
+                    let reason = format!(
+                        "agent returned a malformed batch for output `{}`: {err}",
+                        output.output
+                    );
                     tracing::error!(agent = %self.label, "{reason}");
                     self.dead_letter_batch(envelope, &reason);
                     return Ok(());
@@ -139,7 +168,12 @@ impl AgentStage {
             let rows = rows_as_json(&envelope.batch);
             for rejected in result.rejected {
                 let row = rejected.row as usize;
-                self.dead.send(self.letter(envelope, envelope.offsets.row(row), rows.get(row).cloned().unwrap_or(Value::Null), rejected.reason));
+                self.dead.send(self.letter(
+                    envelope,
+                    envelope.offsets.row(row),
+                    rows.get(row).cloned().unwrap_or(Value::Null),
+                    rejected.reason,
+                ));
             }
         }
         let offsets = {
@@ -162,12 +196,22 @@ impl AgentStage {
 
     fn dead_letter_batch(&self, envelope: &Envelope, reason: &str) {
         for (row, record) in rows_as_json(&envelope.batch).into_iter().enumerate() {
-            let offset = envelope.offsets.row(row).or(Some(envelope.offsets.bounds().0));
-            self.dead.send(self.letter(envelope, offset, record, reason.to_string()));
+            let offset = envelope
+                .offsets
+                .row(row)
+                .or(Some(envelope.offsets.bounds().0));
+            self.dead
+                .send(self.letter(envelope, offset, record, reason.to_string()));
         }
     }
 
-    fn letter(&self, envelope: &Envelope, offset: Option<i64>, record: Value, reason: String) -> DeadLetter {
+    fn letter(
+        &self,
+        envelope: &Envelope,
+        offset: Option<i64>,
+        record: Value,
+        reason: String,
+    ) -> DeadLetter {
         DeadLetter {
             reason,
             stage: format!("agent:{}", self.label),

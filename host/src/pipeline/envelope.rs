@@ -18,7 +18,10 @@ impl Offsets {
     /// Offset of the first and last record.
     pub fn bounds(&self) -> (i64, i64) {
         match self {
-            Offsets::Rows(rows) => (rows.first().copied().unwrap_or(-1), rows.last().copied().unwrap_or(-1)),
+            Offsets::Rows(rows) => (
+                rows.first().copied().unwrap_or(-1),
+                rows.last().copied().unwrap_or(-1),
+            ),
             Offsets::Range { first, last } => (*first, *last),
         }
     }
@@ -60,7 +63,10 @@ impl Outlet {
     pub fn send(&self, envelope: Envelope) -> bool {
         let mut delivered = false;
         for (tx, input) in &self.subscribers {
-            let copy = Envelope { input: input.clone(), ..envelope.clone() };
+            let copy = Envelope {
+                input: input.clone(),
+                ..envelope.clone()
+            };
             delivered |= tx.blocking_send(copy).is_ok();
         }
         delivered || self.subscribers.is_empty()
@@ -68,6 +74,9 @@ impl Outlet {
 
     /// An outlet of `stream` with no receivers yet.
     pub fn new(stream: &str) -> Self {
-        Self { stream: Arc::from(stream), subscribers: Vec::new() }
+        Self {
+            stream: Arc::from(stream),
+            subscribers: Vec::new(),
+        }
     }
 }

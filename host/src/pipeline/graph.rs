@@ -41,7 +41,12 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
                 name: s.name.clone(),
                 path: s.path.clone(),
                 format: Format::resolve(s.format, &s.path)?,
-                schema: s.schema.as_ref().map(schema::from_toml).transpose().with_context(|| format!("schema of source `{}`", s.name))?,
+                schema: s
+                    .schema
+                    .as_ref()
+                    .map(schema::from_toml)
+                    .transpose()
+                    .with_context(|| format!("schema of source `{}`", s.name))?,
                 event_time_column: s.event_time_column.clone(),
                 allowed_lateness_ms: s.allowed_lateness_ms,
             })
@@ -62,11 +67,19 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
             .describe(&limits.wasm)
             .map_err(|err| anyhow::anyhow!("{}: describe failed: {err}", cfg.wasm.display()))?;
         let name = match &cfg.name {
-            Some(name) if agents.iter().any(|a| a.name == *name) => bail!("two agents are named `{name}`"),
+            Some(name) if agents.iter().any(|a| a.name == *name) => {
+                bail!("two agents are named `{name}`")
+            }
             Some(name) => name.clone(),
             // The same component twice: `filter`, then `filter-2`.
             None => (1..)
-                .map(|n| if n == 1 { info.name.clone() } else { format!("{}-{n}", info.name) })
+                .map(|n| {
+                    if n == 1 {
+                        info.name.clone()
+                    } else {
+                        format!("{}-{n}", info.name)
+                    }
+                })
                 .find(|candidate| !agents.iter().any(|a| a.name == *candidate))
                 .expect("an unused name exists"),
         };
@@ -74,8 +87,19 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
             bail!("agent `{name}` declares no inputs");
         }
         let inputs = wire_inputs(&name, &info, &cfg.inputs, index, &sources, agents.last())?;
-        let config = cfg.config.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
-        agents.push(PlannedAgent { name, component: Arc::new(component), info, config, limits, inputs });
+        let config = cfg
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect();
+        agents.push(PlannedAgent {
+            name,
+            component: Arc::new(component),
+            info,
+            config,
+            limits,
+            inputs,
+        });
     }
 
     check_streams(&sources, &agents)?;
@@ -83,19 +107,33 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
     let mut sinks = Vec::new();
     for cfg in &job.sinks {
         let stream = resolve_stream(&cfg.stream, &streams, &agents)?;
-        sinks.push(SinkSpec { stream, path: cfg.path.clone(), format: Format::resolve(cfg.format, &cfg.path)? });
+        sinks.push(SinkSpec {
+            stream,
+            path: cfg.path.clone(),
+            format: Format::resolve(cfg.format, &cfg.path)?,
+        });
     }
     for agent in &agents {
         for output in &agent.info.outputs {
             let stream = format!("{}.{}", agent.name, output.name);
-            let read_by_agent = agents.iter().any(|a| a.inputs.iter().any(|(_, s)| *s == stream));
+            let read_by_agent = agents
+                .iter()
+                .any(|a| a.inputs.iter().any(|(_, s)| *s == stream));
             if !read_by_agent && !sinks.iter().any(|s| s.stream == stream) {
                 tracing::info!("stream `{stream}` has no sink; writing it to stdout as JSON Lines");
-                sinks.push(SinkSpec { stream, path: "-".into(), format: Format::Jsonl });
+                sinks.push(SinkSpec {
+                    stream,
+                    path: "-".into(),
+                    format: Format::Jsonl,
+                });
             }
         }
     }
-    Ok(Plan { sources, agents, sinks })
+    Ok(Plan {
+        sources,
+        agents,
+        sinks,
+    })
 }
 
 fn wire_inputs(
@@ -110,9 +148,14 @@ fn wire_inputs(
     let mut inputs = Vec::new();
     for (input, stream) in configured {
         if !declared.contains(&input.as_str()) {
-            bail!("agent `{name}` has no input `{input}` (it declares: {})", declared.join(", "));
+            bail!(
+                "agent `{name}` has no input `{input}` (it declares: {})",
+                declared.join(", ")
+            );
         }
-        let Some(stream) = stream.as_str() else { bail!("input `{input}` of agent `{name}` must name a stream") };
+        let Some(stream) = stream.as_str() else {
+            bail!("input `{input}` of agent `{name}` must name a stream")
+        };
         inputs.push((input.clone(), stream.to_string()));
     }
     if inputs.is_empty() {
@@ -120,7 +163,11 @@ fn wire_inputs(
             (0, _) if sources.len() == 1 => sources[0].name.clone(),
             (0, _) => bail!(
                 "agent `{name}` has several sources to choose from ({}); wire them with `inputs`",
-                sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             (_, Some(prev)) => match prev.info.outputs.first() {
                 Some(output) => format!("{}.{}", prev.name, output.name),
@@ -136,7 +183,13 @@ fn wire_inputs(
 fn stream_names(sources: &[SourceSpec], agents: &[PlannedAgent]) -> Vec<String> {
     let mut names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     for agent in agents {
-        names.extend(agent.info.outputs.iter().map(|o| format!("{}.{}", agent.name, o.name)));
+        names.extend(
+            agent
+                .info
+                .outputs
+                .iter()
+                .map(|o| format!("{}.{}", agent.name, o.name)),
+        );
     }
     names
 }
@@ -145,7 +198,11 @@ fn stream_names(sources: &[SourceSpec], agents: &[PlannedAgent]) -> Vec<String> 
 fn resolve_stream(wanted: &str, streams: &[String], agents: &[PlannedAgent]) -> Result<String> {
     if wanted == crate::cli::LAST_OUTPUT {
         let last = agents.last().context("an output needs an agent")?;
-        let output = last.info.outputs.first().with_context(|| format!("agent `{}` has no outputs", last.name))?;
+        let output = last
+            .info
+            .outputs
+            .first()
+            .with_context(|| format!("agent `{}` has no outputs", last.name))?;
         return Ok(format!("{}.{}", last.name, output.name));
     }
     if streams.iter().any(|s| s == wanted) {
@@ -159,7 +216,10 @@ fn resolve_stream(wanted: &str, streams: &[String], agents: &[PlannedAgent]) -> 
     match matches.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("no stream `{wanted}` (streams: {})", streams.join(", ")),
-        many => bail!("`{wanted}` is ambiguous ({}); name it as agent.output", many.join(", ")),
+        many => bail!(
+            "`{wanted}` is ambiguous ({}); name it as agent.output",
+            many.join(", ")
+        ),
     }
 }
 

@@ -64,19 +64,29 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
     let mut sink_counts = Vec::new();
     for spec in &plan.sinks {
         let (tx, rx) = channel(cap);
-        outlets.get_mut(&spec.stream).expect("planned stream").subscribers.push((tx, Arc::from(spec.stream.as_str())));
+        outlets
+            .get_mut(&spec.stream)
+            .expect("planned stream")
+            .subscribers
+            .push((tx, Arc::from(spec.stream.as_str())));
         let sink = sink::open(spec)?;
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         sink_counts.push((spec.stream.clone(), count.clone()));
         let (spec, dead, metrics) = (spec.clone(), dead.clone(), metrics.clone());
-        stages.push(spawn(format!("sink:{}", spec.stream), move || run_sink(&spec, sink, rx, &dead, &metrics, &count)));
+        stages.push(spawn(format!("sink:{}", spec.stream), move || {
+            run_sink(&spec, sink, rx, &dead, &metrics, &count)
+        }));
     }
 
     let mut agent_inputs = Vec::new();
     for agent in &plan.agents {
         let (tx, rx) = channel(cap);
         for (input, stream) in &agent.inputs {
-            outlets.get_mut(stream).expect("checked stream").subscribers.push((tx.clone(), Arc::from(input.as_str())));
+            outlets
+                .get_mut(stream)
+                .expect("checked stream")
+                .subscribers
+                .push((tx.clone(), Arc::from(input.as_str())));
         }
         agent_inputs.push(rx);
     }
@@ -85,7 +95,12 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
             .info
             .outputs
             .iter()
-            .map(|o| (o.name.clone(), outlets[&format!("{}.{}", agent.name, o.name)].clone()))
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    outlets[&format!("{}.{}", agent.name, o.name)].clone(),
+                )
+            })
             .collect();
         let name = format!("agent:{}", agent.name);
         let stage = AgentStage::new(agent, own, dead.clone(), metrics.clone());
@@ -122,13 +137,23 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
     drop(outlets);
 
     let interrupted = Arc::new(AtomicBool::new(false));
-    let outcome = supervise(stages, &stop, &interrupted, &metrics, &dead, options.progress_every);
+    let outcome = supervise(
+        stages,
+        &stop,
+        &interrupted,
+        &metrics,
+        &dead,
+        options.progress_every,
+    );
     dead.flush();
     outcome?;
     Ok(Summary {
         records_in: metrics.records_in.load(Ordering::Relaxed),
         records_out: metrics.records_out.load(Ordering::Relaxed),
-        per_stream: sink_counts.into_iter().map(|(s, c)| (s, c.load(Ordering::Relaxed))).collect(),
+        per_stream: sink_counts
+            .into_iter()
+            .map(|(s, c)| (s, c.load(Ordering::Relaxed)))
+            .collect(),
         dead_letters: dead.count(),
         restarts: metrics.restarts.load(Ordering::Relaxed),
         elapsed_secs: metrics.elapsed_secs(),
@@ -137,7 +162,10 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
 }
 
 fn spawn(name: String, f: impl FnOnce() -> Result<()> + Send + 'static) -> Stage {
-    let handle = std::thread::Builder::new().name(name.clone()).spawn(f).expect("spawning a stage thread");
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .expect("spawning a stage thread");
     (name, handle)
 }
 
@@ -151,12 +179,16 @@ fn supervise(
     dead: &Arc<DeadLetters>,
     progress_every: Option<Duration>,
 ) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let (stop, interrupted) = (stop.clone(), interrupted.clone());
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted: no more input is read; draining (press Ctrl-C again to abort)");
+                tracing::warn!(
+                    "interrupted: no more input is read; draining (press Ctrl-C again to abort)"
+                );
                 interrupted.store(true, Ordering::Relaxed);
                 stop.store(true, Ordering::Relaxed);
                 if tokio::signal::ctrl_c().await.is_ok() {
@@ -179,7 +211,10 @@ fn supervise(
         let joined = tokio::task::spawn_blocking(move || {
             let mut first_error = None;
             for (name, handle) in stages {
-                let result = handle.join().map_err(|_| anyhow!("stage {name} panicked")).and_then(|r| r.with_context(|| name.clone()));
+                let result = handle
+                    .join()
+                    .map_err(|_| anyhow!("stage {name} panicked"))
+                    .and_then(|r| r.with_context(|| name.clone()));
                 if let Err(err) = result {
                     tracing::error!("{err:#}");
                     first_error.get_or_insert(err);
@@ -214,12 +249,16 @@ fn run_sink(
                         stage: format!("sink:{}", spec.stream),
                         input: spec.stream.clone(),
                         partition: envelope.partition,
-                        offset: envelope.offsets.row(row).or(Some(envelope.offsets.bounds().0)),
+                        offset: envelope
+                            .offsets
+                            .row(row)
+                            .or(Some(envelope.offsets.bounds().0)),
                         record,
                     });
                 }
             }
         }
     }
-    sink.finish().with_context(|| format!("finishing output `{}`", spec.path))
+    sink.finish()
+        .with_context(|| format!("finishing output `{}`", spec.path))
 }

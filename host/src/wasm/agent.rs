@@ -7,10 +7,12 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings::{AgentError, AgentInfo, BatchContext, IpcBatch, ProcessResult, SabotAgent, SabotAgentPre, WORLD};
+use super::bindings::{
+    AgentError, AgentInfo, BatchContext, IpcBatch, ProcessResult, SabotAgent, SabotAgentPre, WORLD,
+};
 use super::cache::ComponentCache;
 use super::engine::EPOCH_TICK;
-use super::sandbox::{GuestState, Grants};
+use super::sandbox::{Grants, GuestState};
 
 /// Per-instance resource limits.
 #[derive(Debug, Clone)]
@@ -25,7 +27,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(5), grants: Grants::default() }
+        Self {
+            memory_bytes: 256 << 20,
+            call_timeout: Duration::from_secs(5),
+            grants: Grants::default(),
+        }
     }
 }
 
@@ -33,10 +39,15 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a WebAssembly file")]
     NotWasm { path: PathBuf },
-    #[error("{path} is a core WebAssembly module, not a component; build the agent with `cargo build --target wasm32-wasip2`")]
+    #[error(
+        "{path} is a core WebAssembly module, not a component; build the agent with `cargo build --target wasm32-wasip2`"
+    )]
     CoreModule { path: PathBuf },
     #[error("{path} is not a valid component: {reason}")]
     Invalid { path: PathBuf, reason: String },
@@ -80,19 +91,35 @@ impl AgentComponent {
         path: &Path,
     ) -> Result<Self, LoadError> {
         let path_buf = path.to_path_buf();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path_buf.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path_buf.clone(),
+            source,
+        })?;
         match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule { path: path_buf }),
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(LoadError::CoreModule { path: path_buf });
+            }
             Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
             _ => return Err(LoadError::NotWasm { path: path_buf }),
         }
         let component = cache
             .load(engine, &bytes)
-            .map_err(|err| LoadError::Invalid { path: path_buf.clone(), reason: format!("{err:#}") })?;
-        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld { path: path_buf.clone(), reason: format!("{err:#}") };
+            .map_err(|err| LoadError::Invalid {
+                path: path_buf.clone(),
+                reason: format!("{err:#}"),
+            })?;
+        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld {
+            path: path_buf.clone(),
+            reason: format!("{err:#}"),
+        };
         let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = SabotAgentPre::new(instance_pre).map_err(wrong_world)?;
-        Ok(Self { path: path_buf, engine: engine.clone(), pre, component })
+        Ok(Self {
+            path: path_buf,
+            engine: engine.clone(),
+            pre,
+            component,
+        })
     }
 
     /// The file the component was loaded from.
@@ -103,20 +130,35 @@ impl AgentComponent {
     /// Names of the component's imports and exports, as `(name, is_import)`.
     pub fn interfaces(&self) -> Vec<(String, bool)> {
         let ty = self.component.component_type();
-        let imports = ty.imports(&self.engine).map(|(name, _)| (name.to_string(), true));
-        let exports = ty.exports(&self.engine).map(|(name, _)| (name.to_string(), false));
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| (name.to_string(), true));
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| (name.to_string(), false));
         imports.chain(exports).collect()
     }
 
     /// A fresh, uninitialised instance. `label` names it in logs and errors.
-    pub fn instantiate(&self, label: Arc<str>, limits: &Limits) -> Result<AgentInstance, CallError> {
+    pub fn instantiate(
+        &self,
+        label: Arc<str>,
+        limits: &Limits,
+    ) -> Result<AgentInstance, CallError> {
         let state = GuestState::new(label.clone(), limits.memory_bytes, &limits.grants);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(limits.call_timeout));
-        let bindings = self.pre.instantiate(&mut store).map_err(|err| classify(&store, limits, err))?;
-        Ok(AgentInstance { store, bindings, limits: limits.clone() })
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|err| classify(&store, limits, err))?;
+        Ok(AgentInstance {
+            store,
+            bindings,
+            limits: limits.clone(),
+        })
     }
 
     /// Asks a temporary instance to describe the agent.
@@ -144,7 +186,11 @@ impl AgentInstance {
     }
 
     /// Calls `process` with one IPC-encoded batch.
-    pub fn process(&mut self, ctx: &BatchContext, batch: &IpcBatch) -> Result<ProcessResult, CallError> {
+    pub fn process(
+        &mut self,
+        ctx: &BatchContext,
+        batch: &IpcBatch,
+    ) -> Result<ProcessResult, CallError> {
         self.call(|b, s| b.sabot_agent_agent().call_process(s, ctx, batch))
     }
 
@@ -152,7 +198,8 @@ impl AgentInstance {
         &mut self,
         f: impl FnOnce(&SabotAgent, &mut Store<GuestState>) -> wasmtime::Result<Result<T, AgentError>>,
     ) -> Result<T, CallError> {
-        self.store.set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.call_timeout));
         self.store.data_mut().limiter.denied = None;
         self.store.data().begin_call();
         let outcome = f(&self.bindings, &mut self.store);
@@ -179,7 +226,10 @@ fn classify(store: &Store<GuestState>, limits: &Limits, err: wasmtime::Error) ->
         ));
     }
     if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
-        return CallError::Trap(format!("CPU deadline of {} ms exceeded", limits.call_timeout.as_millis()));
+        return CallError::Trap(format!(
+            "CPU deadline of {} ms exceeded",
+            limits.call_timeout.as_millis()
+        ));
     }
     let mut message = match err.downcast_ref::<Trap>() {
         Some(trap) => format!("guest trapped: {trap}"),

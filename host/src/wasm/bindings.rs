@@ -6,7 +6,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use sabot::agent::types::{
-    AgentError, AgentInfo, BatchContext, ErrorKind, IpcBatch, OutputBatch, ProcessResult, StreamSpec,
+    AgentError, AgentInfo, BatchContext, ErrorKind, IpcBatch, OutputBatch, ProcessResult,
+    StreamSpec,
 };
 
 /// The fully qualified world every agent implements.

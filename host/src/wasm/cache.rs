@@ -47,12 +47,17 @@ impl ComponentCache {
                     tracing::debug!(path = %path.display(), "loaded compiled component from cache");
                     return Ok(component);
                 }
-                Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {err:#}"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {err:#}")
+                }
             }
         }
         let started = std::time::Instant::now();
         let component = Component::new(engine, wasm)?;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
         if let Err(err) = store(dir, &path, &component) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled component: {err:#}");
         }
@@ -64,7 +69,12 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
     let mut hasher = ShaHasher(Sha256::new());
     hasher.write(wasm);
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .0
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes atomically: a temporary file renamed into place.

@@ -58,7 +58,12 @@ impl Runtime {
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
-        Ok(Self { engine, linker, cache: ComponentCache::new(cache_dir), ticker_stop })
+        Ok(Self {
+            engine,
+            linker,
+            cache: ComponentCache::new(cache_dir),
+            ticker_stop,
+        })
     }
 
     /// Loads, validates and compiles the agent component at `path`.

@@ -30,7 +30,12 @@ pub struct GuestLog {
 
 impl GuestLog {
     pub fn new(agent: Arc<str>, stream: Stream) -> Self {
-        Self { agent, stream, pending: Arc::default(), recent: Arc::default() }
+        Self {
+            agent,
+            stream,
+            pending: Arc::default(),
+            recent: Arc::default(),
+        }
     }
 
     fn emit(&self, line: &[u8]) {

@@ -10,7 +10,8 @@ mod sandbox;
 
 pub use agent::{AgentComponent, AgentInstance, CallError, Limits, LoadError};
 pub use bindings::{
-    AgentError, AgentInfo, BatchContext, ErrorKind, IpcBatch, OutputBatch, ProcessResult, StreamSpec, WORLD,
+    AgentError, AgentInfo, BatchContext, ErrorKind, IpcBatch, OutputBatch, ProcessResult,
+    StreamSpec, WORLD,
 };
 pub use engine::{MAX_MEMORY_CAP, Runtime, default_cache_dir};
 pub use sandbox::Grants;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use super::bindings::sabot::agent::log::{self, Level};
 use super::guest_log::{GuestLog, Stream};
@@ -48,7 +50,10 @@ impl GuestState {
             wasi: builder.build(),
             table: ResourceTable::new(),
             agent,
-            limiter: MemoryLimiter { cap: memory_cap, denied: None },
+            limiter: MemoryLimiter {
+                cap: memory_cap,
+                denied: None,
+            },
             stdout,
             stderr,
         }
@@ -62,8 +67,12 @@ impl GuestState {
     /// What the guest wrote to stderr during the current call (a panic message, typically),
     /// without Rust's hint about backtraces.
     pub fn call_stderr(&self) -> Option<String> {
-        let lines: Vec<String> =
-            self.stderr.take_recent().into_iter().filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+        let lines: Vec<String> = self
+            .stderr
+            .take_recent()
+            .into_iter()
+            .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
         (!lines.is_empty()).then(|| lines.join(" "))
     }
 
@@ -76,7 +85,10 @@ impl GuestState {
 
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -102,7 +114,12 @@ pub struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.denied = Some(desired);
             return Ok(false);
@@ -110,7 +127,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }

@@ -34,12 +34,24 @@ impl AlertBuilder {
     /// The alerts as one batch.
     pub fn finish(mut self) -> Result<RecordBatch> {
         Ok(RecordBatch::try_from_iter([
-            ("transaction_id", Arc::new(self.transaction_id.finish()) as ArrayRef),
-            ("account_number", Arc::new(self.account_number.finish()) as ArrayRef),
+            (
+                "transaction_id",
+                Arc::new(self.transaction_id.finish()) as ArrayRef,
+            ),
+            (
+                "account_number",
+                Arc::new(self.account_number.finish()) as ArrayRef,
+            ),
             ("fraud_type", Arc::new(self.fraud_type.finish()) as ArrayRef),
             ("severity", Arc::new(self.severity.finish()) as ArrayRef),
-            ("transaction_amount", Arc::new(self.amount.finish()) as ArrayRef),
-            ("timestamp_ms", Arc::new(self.timestamp_ms.finish()) as ArrayRef),
+            (
+                "transaction_amount",
+                Arc::new(self.amount.finish()) as ArrayRef,
+            ),
+            (
+                "timestamp_ms",
+                Arc::new(self.timestamp_ms.finish()) as ArrayRef,
+            ),
             ("details", Arc::new(self.details.finish()) as ArrayRef),
         ])?)
     }

@@ -30,29 +30,57 @@ struct FraudDetector {
 
 impl Agent for FraudDetector {
     fn describe() -> AgentInfo {
-        AgentInfo::new("fraud-detector", "Flags velocity, amount and geography anomalies per account.")
-            .version(env!("CARGO_PKG_VERSION"))
-            .input("transactions", "Bank transactions (the Sabot demo schema)")
-            .output("alerts", "One record per (transaction, rule) that fired")
-            .config("velocity_window_ms", "VELOCITY look-back window", Some("60000"))
-            .config("velocity_min_count", "Earlier transactions in the window that fire VELOCITY", Some("2"))
-            .config("min_history", "Earlier transactions needed before AMOUNT_ANOMALY", Some("5"))
-            .config("zscore_threshold", "|z| above which AMOUNT_ANOMALY fires", Some("3"))
-            .config("zscore_critical", "z above which AMOUNT_ANOMALY is CRITICAL", Some("4"))
-            .config("geo_window_ms", "GEO_IMPOSSIBLE window", Some("600000"))
+        AgentInfo::new(
+            "fraud-detector",
+            "Flags velocity, amount and geography anomalies per account.",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .input("transactions", "Bank transactions (the Sabot demo schema)")
+        .output("alerts", "One record per (transaction, rule) that fired")
+        .config(
+            "velocity_window_ms",
+            "VELOCITY look-back window",
+            Some("60000"),
+        )
+        .config(
+            "velocity_min_count",
+            "Earlier transactions in the window that fire VELOCITY",
+            Some("2"),
+        )
+        .config(
+            "min_history",
+            "Earlier transactions needed before AMOUNT_ANOMALY",
+            Some("5"),
+        )
+        .config(
+            "zscore_threshold",
+            "|z| above which AMOUNT_ANOMALY fires",
+            Some("3"),
+        )
+        .config(
+            "zscore_critical",
+            "z above which AMOUNT_ANOMALY is CRITICAL",
+            Some("4"),
+        )
+        .config("geo_window_ms", "GEO_IMPOSSIBLE window", Some("600000"))
     }
 
     fn init(config: &Config) -> Result<Self> {
         let defaults = Rules::default();
         let rules = Rules {
-            velocity_window_ms: config.parse_or("velocity_window_ms", defaults.velocity_window_ms)?,
-            velocity_min_count: config.parse_or("velocity_min_count", defaults.velocity_min_count)?,
+            velocity_window_ms: config
+                .parse_or("velocity_window_ms", defaults.velocity_window_ms)?,
+            velocity_min_count: config
+                .parse_or("velocity_min_count", defaults.velocity_min_count)?,
             min_history: config.parse_or("min_history", defaults.min_history)?,
             zscore_threshold: config.parse_or("zscore_threshold", defaults.zscore_threshold)?,
             zscore_critical: config.parse_or("zscore_critical", defaults.zscore_critical)?,
             geo_window_ms: config.parse_or("geo_window_ms", defaults.geo_window_ms)?,
         };
-        Ok(Self { rules, accounts: Accounts::default() })
+        Ok(Self {
+            rules,
+            accounts: Accounts::default(),
+        })
     }
 
     fn process(&mut self, _ctx: &Context, batch: RecordBatch, out: &mut Emitter) -> Result<()> {
@@ -64,7 +92,11 @@ impl Agent for FraudDetector {
 
         let mut alerts = AlertBuilder::default();
         for row in 0..batch.num_rows() {
-            let nulls = [ids.is_null(row), accounts.is_null(row), amounts.is_null(row)];
+            let nulls = [
+                ids.is_null(row),
+                accounts.is_null(row),
+                amounts.is_null(row),
+            ];
             if nulls.into_iter().any(|n| n) || cities.is_null(row) || timestamps.is_null(row) {
                 out.reject(row, "transaction_id, account_number, transaction_amount, branch_city and timestamp_ms are required");
                 continue;

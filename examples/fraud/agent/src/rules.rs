@@ -78,8 +78,11 @@ impl Rules {
         let ts = tx.timestamp_ms;
 
         let window_start = ts - self.velocity_window_ms;
-        let earlier_in_window =
-            state.recent.iter().filter(|&&t| t >= window_start && t <= ts).count();
+        let earlier_in_window = state
+            .recent
+            .iter()
+            .filter(|&&t| t >= window_start && t <= ts)
+            .count();
         if earlier_in_window >= self.velocity_min_count {
             findings.push(Finding {
                 fraud_type: "VELOCITY",
@@ -98,7 +101,11 @@ impl Rules {
                 if z.abs() > self.zscore_threshold {
                     findings.push(Finding {
                         fraud_type: "AMOUNT_ANOMALY",
-                        severity: if z > self.zscore_critical { "CRITICAL" } else { "HIGH" },
+                        severity: if z > self.zscore_critical {
+                            "CRITICAL"
+                        } else {
+                            "HIGH"
+                        },
                         details: format!(
                             "amount {:.2} is {z:.1} std from the mean {:.2} (std {std:.2})",
                             tx.amount, state.mean

@@ -5,7 +5,12 @@ pub fn iso_datetime(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -26,7 +31,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(super::iso_datetime(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::iso_datetime(1_735_689_605_000), "2025-01-01T00:00:05Z");
+        assert_eq!(
+            super::iso_datetime(1_735_689_605_000),
+            "2025-01-01T00:00:05Z"
+        );
         assert_eq!(super::iso_datetime(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 }

@@ -46,7 +46,13 @@ pub struct GeneratorConfig {
 impl GeneratorConfig {
     /// `count` transactions from `seed`, with the demo's defaults otherwise.
     pub fn new(count: usize, seed: u64) -> Self {
-        Self { count, seed, accounts: None, fraud_rate: 0.01, start_ms: 1_735_689_600_000 }
+        Self {
+            count,
+            seed,
+            accounts: None,
+            fraud_rate: 0.01,
+            start_ms: 1_735_689_600_000,
+        }
     }
 }
 
@@ -62,7 +68,13 @@ const COUNTRIES: [Country; 2] = [
     Country {
         name: "Chile",
         currency: "CLP",
-        cities: &["Santiago", "Valparaíso", "Concepción", "Antofagasta", "Temuco"],
+        cities: &[
+            "Santiago",
+            "Valparaíso",
+            "Concepción",
+            "Antofagasta",
+            "Temuco",
+        ],
         scale: 45_000.0,
     },
     Country {
@@ -91,7 +103,11 @@ pub fn generate(config: &GeneratorConfig) -> Vec<Transaction> {
         .map(|i| {
             let country = &COUNTRIES[rng.random_range(0..COUNTRIES.len())];
             Account {
-                number: format!("{}{:08}", &country.name[..2].to_uppercase(), 10_000_000 + i * 7919 % 90_000_000),
+                number: format!(
+                    "{}{:08}",
+                    &country.name[..2].to_uppercase(),
+                    10_000_000 + i * 7919 % 90_000_000
+                ),
                 user: format!("user_{:06}", i),
                 country,
                 home_city: country.cities[rng.random_range(0..country.cities.len())],
@@ -101,7 +117,8 @@ pub fn generate(config: &GeneratorConfig) -> Vec<Transaction> {
         .collect();
 
     // (timestamp, account, city override, amount multiplier)
-    let mut planned: Vec<(i64, usize, Option<&'static str>, f64)> = Vec::with_capacity(config.count);
+    let mut planned: Vec<(i64, usize, Option<&'static str>, f64)> =
+        Vec::with_capacity(config.count);
     let mut clock = config.start_ms;
     while planned.len() < config.count {
         clock += rng.random_range(200..3_000);
@@ -154,12 +171,26 @@ fn plant_fraud(
             }
         }
         // An outsized amount a little later.
-        1 => planned.push((clock + rng.random_range(60_000..3_600_000), index, None, rng.random_range(15.0..40.0))),
+        1 => planned.push((
+            clock + rng.random_range(60_000..3_600_000),
+            index,
+            None,
+            rng.random_range(15.0..40.0),
+        )),
         // The same account in another city a few minutes later.
         _ => {
             let cities = account.country.cities;
-            let other = cities.iter().copied().find(|c| *c != account.home_city).unwrap_or(cities[0]);
-            planned.push((clock + rng.random_range(30_000..300_000), index, Some(other), 1.0));
+            let other = cities
+                .iter()
+                .copied()
+                .find(|c| *c != account.home_city)
+                .unwrap_or(cities[0]);
+            planned.push((
+                clock + rng.random_range(30_000..300_000),
+                index,
+                Some(other),
+                1.0,
+            ));
         }
     }
 }
@@ -185,7 +216,10 @@ pub fn schema() -> arrow::datatypes::SchemaRef {
 
 /// Transactions as record batches of at most `batch_rows` rows.
 pub fn to_batches(transactions: &[Transaction], batch_rows: usize) -> Vec<RecordBatch> {
-    transactions.chunks(batch_rows.max(1)).map(to_batch).collect()
+    transactions
+        .chunks(batch_rows.max(1))
+        .map(to_batch)
+        .collect()
 }
 
 fn to_batch(chunk: &[Transaction]) -> RecordBatch {
@@ -213,12 +247,27 @@ fn to_batch(chunk: &[Transaction]) -> RecordBatch {
     let [id, ts] = ints.map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let [account, user, date, currency, kind, city, method, country] =
         strings.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-    let columns = vec![id, account, user, date, Arc::new(amount.finish()), currency, kind, city, method, country, ts];
+    let columns = vec![
+        id,
+        account,
+        user,
+        date,
+        Arc::new(amount.finish()),
+        currency,
+        kind,
+        city,
+        method,
+        country,
+        ts,
+    ];
     RecordBatch::try_new(schema(), columns).expect("columns match the schema")
 }
 
 /// Writes transactions as JSON Lines.
-pub fn write_jsonl(mut out: impl std::io::Write, transactions: &[Transaction]) -> std::io::Result<()> {
+pub fn write_jsonl(
+    mut out: impl std::io::Write,
+    transactions: &[Transaction],
+) -> std::io::Result<()> {
     for tx in transactions {
         serde_json::to_writer(&mut out, tx)?;
         out.write_all(b"\n")?;
@@ -237,7 +286,10 @@ mod tests {
         assert_ne!(a, generate(&GeneratorConfig::new(5_000, 8)));
         assert_eq!(a.len(), 5_000);
         assert!(a.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms));
-        assert!(a.iter().any(|t| t.branch_city == "Valparaíso" || t.branch_city == "Lima"));
+        assert!(
+            a.iter()
+                .any(|t| t.branch_city == "Valparaíso" || t.branch_city == "Lima")
+        );
     }
 
     #[test]

@@ -35,7 +35,11 @@ fn main() -> anyhow::Result<()> {
         let file = std::fs::File::create(&args.out)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
         write_jsonl(BufWriter::new(file), &transactions)?;
-        eprintln!("wrote {} transactions to {}", transactions.len(), args.out.display());
+        eprintln!(
+            "wrote {} transactions to {}",
+            transactions.len(),
+            args.out.display()
+        );
     }
     Ok(())
 }

@@ -25,7 +25,12 @@ thread_local! {
 struct Faults;
 
 fn key(name: &str, description: &str) -> ConfigKey {
-    ConfigKey { name: name.into(), description: description.into(), required: false, default_value: None }
+    ConfigKey {
+        name: name.into(),
+        description: description.into(),
+        required: false,
+        default_value: None,
+    }
 }
 
 impl Guest for Faults {
@@ -34,17 +39,32 @@ impl Guest for Faults {
             name: "faults".into(),
             version: "0.1.0".into(),
             description: "Misbehaves on purpose for tests.".into(),
-            inputs: vec![StreamSpec { name: "records".into(), description: "anything".into() }],
-            outputs: vec![StreamSpec { name: "out".into(), description: "the input, unchanged".into() }],
+            inputs: vec![StreamSpec {
+                name: "records".into(),
+                description: "anything".into(),
+            }],
+            outputs: vec![StreamSpec {
+                name: "out".into(),
+                description: "the input, unchanged".into(),
+            }],
             config: vec![
-                key("mode", "pass|trap|spin|hog|malformed|undeclared|bad-data|fatal|retryable|reject-first|fail-init"),
-                key("trigger_offset", "fire only on the batch holding this offset"),
+                key(
+                    "mode",
+                    "pass|trap|spin|hog|malformed|undeclared|bad-data|fatal|retryable|reject-first|fail-init",
+                ),
+                key(
+                    "trigger_offset",
+                    "fire only on the batch holding this offset",
+                ),
             ],
         }
     }
 
     fn init(config: Vec<(String, String)>) -> Result<(), AgentError> {
-        let mut settings = Settings { mode: "pass".into(), trigger_offset: None };
+        let mut settings = Settings {
+            mode: "pass".into(),
+            trigger_offset: None,
+        };
         for (k, v) in config {
             match k.as_str() {
                 "mode" => settings.mode = v,
@@ -53,7 +73,10 @@ impl Guest for Faults {
             }
         }
         if settings.mode == "fail-init" {
-            return Err(AgentError { kind: ErrorKind::BadData, message: "init refused on purpose".into() });
+            return Err(AgentError {
+                kind: ErrorKind::BadData,
+                message: "init refused on purpose".into(),
+            });
         }
         SETTINGS.with(|s| *s.borrow_mut() = settings);
         Ok(())
@@ -67,11 +90,24 @@ impl Guest for Faults {
                 .is_none_or(|t| ctx.first_offset <= t && t <= ctx.last_offset);
             (s.mode.clone(), fire)
         });
-        let pass = |batch| Ok(ProcessResult { outputs: vec![OutputBatch { output: "out".into(), batch }], rejected: vec![] });
+        let pass = |batch| {
+            Ok(ProcessResult {
+                outputs: vec![OutputBatch {
+                    output: "out".into(),
+                    batch,
+                }],
+                rejected: vec![],
+            })
+        };
         if !fire {
             return pass(batch);
         }
-        let error = |kind, message: &str| Err(AgentError { kind, message: message.into() });
+        let error = |kind, message: &str| {
+            Err(AgentError {
+                kind,
+                message: message.into(),
+            })
+        };
         match mode.as_str() {
             "trap" => panic!("trapping on purpose at offset {}", ctx.first_offset),
             "spin" => {
@@ -88,13 +124,25 @@ impl Guest for Faults {
                 }
             }
             "malformed" => pass(b"\xff\xff\xff\xffthis is not an arrow ipc stream".to_vec()),
-            "undeclared" => Ok(ProcessResult { outputs: vec![OutputBatch { output: "nowhere".into(), batch }], rejected: vec![] }),
+            "undeclared" => Ok(ProcessResult {
+                outputs: vec![OutputBatch {
+                    output: "nowhere".into(),
+                    batch,
+                }],
+                rejected: vec![],
+            }),
             "bad-data" => error(ErrorKind::BadData, "batch refused on purpose"),
             "fatal" => error(ErrorKind::Fatal, "giving up on purpose"),
             "retryable" => error(ErrorKind::Retryable, "try again later (on purpose)"),
             "reject-first" => Ok(ProcessResult {
-                outputs: vec![OutputBatch { output: "out".into(), batch }],
-                rejected: vec![RejectedRow { row: 0, reason: "first row refused on purpose".into() }],
+                outputs: vec![OutputBatch {
+                    output: "out".into(),
+                    batch,
+                }],
+                rejected: vec![RejectedRow {
+                    row: 0,
+                    reason: "first row refused on purpose".into(),
+                }],
             }),
             _ => pass(batch),
         }

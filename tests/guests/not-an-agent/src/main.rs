@@ -1,1 +1,3 @@
-fn main() { println!("I am not a Sabot agent"); }
+fn main() {
+    println!("I am not a Sabot agent");
+}
