@@ -227,3 +227,54 @@ fn every_batch_trapping_never_hangs_or_kills_the_host() {
         run.outcome.stderr
     );
 }
+
+#[test]
+fn the_sandbox_grants_nothing_by_default_and_guest_output_reaches_the_log() {
+    let run = faults("probe", &[]);
+    run.outcome.assert_success();
+    let stderr = &run.outcome.stderr;
+    assert!(
+        stderr.contains("probe: env=0 args=0 fs=denied clock=0") && stderr.contains("agent=faults"),
+        "guest stdout not forwarded, or the sandbox leaks:\n{stderr}"
+    );
+    assert_eq!(run.out_ids, (0..RECORDS).collect::<Vec<_>>());
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_by_content() {
+    let cache = tempfile::tempdir().unwrap();
+    let inspect = || {
+        let mut cmd = support::host(&["inspect", guest("faults").to_str().unwrap()]);
+        cmd.env("SABOT_CACHE_DIR", cache.path());
+        let outcome = run_with(cmd, b"", Duration::from_secs(120));
+        outcome.assert_success();
+        outcome
+    };
+    assert!(
+        inspect().stderr.contains("compiled component"),
+        "first use compiles"
+    );
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].extension().is_some_and(|e| e == "cwasm"));
+    assert!(
+        !inspect().stderr.contains("compiled component"),
+        "second use loads from the cache"
+    );
+
+    std::fs::write(&entries[0], b"corrupted").unwrap();
+    let outcome = inspect();
+    assert!(
+        outcome.stderr.contains("ignoring unusable cache entry")
+            && outcome.stderr.contains("compiled component"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        !inspect().stderr.contains("compiled component"),
+        "the entry was rewritten"
+    );
+}

@@ -50,11 +50,6 @@ impl DeadLetters {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// The file dead letters go to.
-    pub fn path(&self) -> Option<&PathBuf> {
-        self.path.as_ref()
-    }
-
     /// Records one dead letter.
     pub fn send(&self, letter: DeadLetter) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;

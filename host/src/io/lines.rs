@@ -177,24 +177,7 @@ impl LineFormat for Json {
         let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
             .with_batch_size(rows.max(1))
             .build_decoder()?;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let read = decoder.decode(rest)?;
-            if read == 0 {
-                break;
-            }
-            rest = &rest[read..];
-        }
-        let batch = decoder
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
-        if batch.num_rows() != rows {
-            return Err(ArrowError::JsonError(format!(
-                "expected {rows} records, decoded {}",
-                batch.num_rows()
-            )));
-        }
-        Ok(batch)
+        push_all(&mut decoder, schema, bytes, rows)
     }
 }
 
@@ -212,25 +195,59 @@ impl LineFormat for Csv {
             .with_header(false)
             .with_batch_size(rows.max(1))
             .build_decoder();
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let read = decoder.decode(rest)?;
-            if read == 0 {
-                break;
-            }
-            rest = &rest[read..];
-        }
-        let batch = decoder
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
-        if batch.num_rows() != rows {
-            return Err(ArrowError::CsvError(format!(
-                "expected {rows} records, decoded {}",
-                batch.num_rows()
-            )));
-        }
-        Ok(batch)
+        push_all(&mut decoder, schema, bytes, rows)
     }
+}
+
+/// Arrow's push decoders for JSON and CSV, which share this shape.
+trait PushDecoder {
+    fn decode(&mut self, bytes: &[u8]) -> Result<usize, ArrowError>;
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError>;
+}
+
+impl PushDecoder for arrow::json::reader::Decoder {
+    fn decode(&mut self, bytes: &[u8]) -> Result<usize, ArrowError> {
+        self.decode(bytes)
+    }
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        self.flush()
+    }
+}
+
+impl PushDecoder for arrow::csv::reader::Decoder {
+    fn decode(&mut self, bytes: &[u8]) -> Result<usize, ArrowError> {
+        self.decode(bytes)
+    }
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        self.flush()
+    }
+}
+
+/// Feeds all of `bytes` to `decoder`, then checks that exactly `rows` records came out.
+fn push_all(
+    decoder: &mut impl PushDecoder,
+    schema: &SchemaRef,
+    bytes: &[u8],
+    rows: usize,
+) -> Result<RecordBatch, ArrowError> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let read = decoder.decode(rest)?;
+        if read == 0 {
+            break;
+        }
+        rest = &rest[read..];
+    }
+    let batch = decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+    if batch.num_rows() != rows {
+        return Err(ArrowError::ParseError(format!(
+            "expected {rows} records, decoded {}",
+            batch.num_rows()
+        )));
+    }
+    Ok(batch)
 }
 
 /// Decodes a chunk in one go; if that fails, line by line, keeping the good lines in order.

@@ -90,10 +90,7 @@ impl AgentStage {
             }
             let instance = self.instance.as_mut().expect("created above");
             let error = match instance.process(&ctx, &bytes) {
-                Ok(result) => {
-                    metrics::add(&self.metrics.agent_batches, 1);
-                    return self.deliver(&envelope, result);
-                }
+                Ok(result) => return self.deliver(&envelope, result),
                 Err(error) => error,
             };
             let place = format!(

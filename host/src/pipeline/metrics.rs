@@ -11,8 +11,6 @@ pub struct Metrics {
     pub records_in: AtomicU64,
     /// Records written to sinks.
     pub records_out: AtomicU64,
-    /// Batches processed by agents.
-    pub agent_batches: AtomicU64,
     /// Agent instances replaced after a trap, deadline or memory-cap hit.
     pub restarts: AtomicU64,
 }
@@ -23,7 +21,6 @@ impl Default for Metrics {
             started: Instant::now(),
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
-            agent_batches: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
         }
     }

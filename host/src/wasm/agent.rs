@@ -77,7 +77,6 @@ fn kind_name(kind: &super::bindings::ErrorKind) -> &'static str {
 
 /// A validated, compiled agent component, ready to instantiate cheaply.
 pub struct AgentComponent {
-    path: PathBuf,
     engine: Engine,
     pre: SabotAgentPre<GuestState>,
     component: Component,
@@ -115,16 +114,10 @@ impl AgentComponent {
         let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = SabotAgentPre::new(instance_pre).map_err(wrong_world)?;
         Ok(Self {
-            path: path_buf,
             engine: engine.clone(),
             pre,
             component,
         })
-    }
-
-    /// The file the component was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Names of the component's imports and exports, as `(name, is_import)`.

@@ -50,7 +50,7 @@ impl Guest for Faults {
             config: vec![
                 key(
                     "mode",
-                    "pass|trap|spin|hog|malformed|undeclared|bad-data|fatal|retryable|reject-first|fail-init",
+                    "pass|trap|spin|hog|malformed|undeclared|bad-data|fatal|retryable|reject-first|fail-init|probe",
                 ),
                 key(
                     "trigger_offset",
@@ -134,6 +134,20 @@ impl Guest for Faults {
             "bad-data" => error(ErrorKind::BadData, "batch refused on purpose"),
             "fatal" => error(ErrorKind::Fatal, "giving up on purpose"),
             "retryable" => error(ErrorKind::Retryable, "try again later (on purpose)"),
+            "probe" => {
+                // What the sandbox lets the guest see, printed to stdout (the host's log).
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let fs = match std::fs::read_dir("/") {
+                    Ok(_) => "granted",
+                    Err(_) => "denied",
+                };
+                let clock = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                println!("probe: env={env} args={args} fs={fs} clock={clock}");
+                pass(batch)
+            }
             "reject-first" => Ok(ProcessResult {
                 outputs: vec![OutputBatch {
                     output: "out".into(),
