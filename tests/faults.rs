@@ -237,7 +237,56 @@ fn the_sandbox_grants_nothing_by_default_and_guest_output_reaches_the_log() {
         stderr.contains("probe: env=0 args=0 fs=denied clock=0") && stderr.contains("agent=faults"),
         "guest stdout not forwarded, or the sandbox leaks:\n{stderr}"
     );
+    assert!(
+        stderr.contains("probe: input=records watermark=None"),
+        "{stderr}"
+    );
     assert_eq!(run.out_ids, (0..RECORDS).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_event_time_watermark_reaches_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..RECORDS)
+        .map(|i| format!("{{\"id\":{i},\"ts\":{}}}\n", 1000 + i))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    std::fs::write(
+        dir.path().join("job.toml"),
+        format!(
+            r#"
+            [batch]
+            max_rows = 10
+            [[sources]]
+            name = "events"
+            path = "in.jsonl"
+            event_time_column = "ts"
+            allowed_lateness_ms = 3
+            [[agents]]
+            wasm = "{}"
+            config = {{ mode = "probe", trigger_offset = "15" }}
+            [[sinks]]
+            stream = "out"
+            path = "null:"
+            "#,
+            guest("faults").display()
+        ),
+    )
+    .unwrap();
+    let outcome = run_with(
+        support::host(&["deploy", "--config", &arg(dir.path(), "job.toml")]),
+        b"",
+        Duration::from_secs(120),
+    );
+    outcome.assert_success();
+    // The second batch holds ts 1010..=1019: watermark = 1019 - 3.
+    assert!(
+        outcome
+            .stderr
+            .contains("probe: input=records watermark=Some(1016)"),
+        "{}",
+        outcome.stderr
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::gt_eq;
 use arrow::datatypes::{DataType, Field, Schema};
-use sabot_host::wasm::{AgentInstance, BatchContext, Limits, Runtime};
+use sabot_host::wasm::{AgentComponent, AgentInstance, BatchContext, Limits, Runtime};
 use sabot_ipc::Trust;
 
 const ROWS: usize = 8192;
@@ -87,9 +87,13 @@ fn through_agent(agent: &mut AgentInstance, batch: &RecordBatch) -> Vec<RecordBa
 }
 
 fn instance(runtime: &Runtime, file: &str, config: &[(&str, &str)]) -> AgentInstance {
-    let component = runtime.load(&guests().join(file)).unwrap();
+    instantiate(&runtime.load(&guests().join(file)).unwrap(), config)
+}
+
+/// An initialised instance of an already compiled component.
+fn instantiate(component: &AgentComponent, config: &[(&str, &str)]) -> AgentInstance {
     let mut agent = component
-        .instantiate(Arc::from(file), &Limits::default())
+        .instantiate(Arc::from("bench"), &Limits::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let config: Vec<(String, String)> = config
         .iter()
@@ -229,10 +233,13 @@ fn fraud_throughput(runtime: &Runtime, quick: bool) {
     let transactions = sabot_fraud_gen::generate(&sabot_fraud_gen::GeneratorConfig::new(count, 7));
     let batches = sabot_fraud_gen::to_batches(&transactions, ROWS);
     let runs = if quick { 3 } else { 5 };
+    let component = runtime
+        .load(&guests().join("sabot_agent_fraud.wasm"))
+        .unwrap();
     let mut rates = Vec::new();
     let mut alerts = 0;
     for _ in 0..runs {
-        let mut agent = instance(runtime, "sabot_agent_fraud.wasm", &[]);
+        let mut agent = instantiate(&component, &[]);
         let started = Instant::now();
         alerts = 0;
         for batch in &batches {

@@ -146,6 +146,10 @@ impl Guest for Faults {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 println!("probe: env={env} args={args} fs={fs} clock={clock}");
+                println!(
+                    "probe: input={} watermark={:?}",
+                    ctx.input, ctx.watermark_ms
+                );
                 pass(batch)
             }
             "reject-first" => Ok(ProcessResult {
