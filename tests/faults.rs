@@ -1,7 +1,9 @@
 //! Misbehaving guests (the purpose-built `faults` agent): a trap, an endless loop, a memory
 //! hog, a malformed batch, typed errors. Each gives a clear error naming the agent, input and
-//! offsets within its limits; the faulty batch is dead-lettered with the reason; the instance
-//! is replaced and the batches after it are processed.
+//! offsets within its limits; what cannot be processed is dead-lettered with the reason; the
+//! instance is replaced and everything else is processed. A trap or bad data is narrowed down
+//! to the record that causes it; a deadline, a malformed result or a persisting retryable error
+//! dead-letters its whole batch.
 
 mod support;
 
@@ -65,18 +67,18 @@ fn run_faults(mode: &str, extra: &[&str]) -> Run {
     }
 }
 
-/// The batches around the faulty one were processed; its ten records are dead letters with a
-/// reason containing `reason`; the host exited cleanly.
-fn assert_batch_dead_lettered(run: &Run, reason: &str) {
+/// Exactly the records `dead` are dead letters, with a reason containing `reason`; every other
+/// record was processed, in order; the host exited cleanly.
+fn assert_dead_lettered(run: &Run, dead: std::ops::Range<i64>, reason: &str) {
     run.outcome.assert_success();
-    let expected: Vec<i64> = (0..10).chain(20..30).collect();
+    let expected: Vec<i64> = (0..RECORDS).filter(|id| !dead.contains(id)).collect();
     assert_eq!(run.out_ids, expected, "stderr:\n{}", run.outcome.stderr);
     let dead_ids: Vec<i64> = run
         .dead
         .iter()
         .map(|d| d["record"]["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(dead_ids, (10..20).collect::<Vec<_>>());
+    assert_eq!(dead_ids, dead.collect::<Vec<_>>());
     for letter in &run.dead {
         let got = letter["reason"].as_str().unwrap();
         assert!(got.contains(reason), "reason {got:?} lacks {reason:?}");
@@ -96,18 +98,19 @@ fn assert_error_names_the_place(run: &Run) {
 #[test]
 fn a_trap_is_dead_lettered_and_the_instance_replaced() {
     let run = faults("trap", &[]);
-    assert_batch_dead_lettered(&run, "guest trapped");
+    assert_dead_lettered(&run, 15..16, "guest trapped");
     assert_error_names_the_place(&run);
     assert!(
         run.dead[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("trapping on purpose at offset 10"),
+            .contains("trapping on purpose at offset 15"),
         "panic message kept: {:?}",
         run.dead[0]
     );
+    // Offsets 10..=19 trap, then 15..=19, 15..=16 and 15 alone.
     assert!(
-        run.outcome.stderr.contains("1 restarts"),
+        run.outcome.stderr.contains("4 restarts"),
         "{}",
         run.outcome.stderr
     );
@@ -116,39 +119,47 @@ fn a_trap_is_dead_lettered_and_the_instance_replaced() {
 #[test]
 fn an_endless_loop_hits_the_cpu_deadline() {
     let run = faults("spin", &["--timeout-ms", "300"]);
-    assert_batch_dead_lettered(&run, "CPU deadline of 300 ms exceeded");
+    assert_dead_lettered(&run, 10..20, "CPU deadline of 300 ms exceeded");
     assert_error_names_the_place(&run);
 }
 
 #[test]
 fn a_memory_hog_hits_the_memory_cap() {
     let run = faults("hog", &["--memory-mb", "48"]);
-    assert_batch_dead_lettered(&run, "memory cap of 48 MiB reached");
+    assert_dead_lettered(&run, 15..16, "memory cap of 48 MiB reached");
     assert_error_names_the_place(&run);
 }
 
 #[test]
 fn a_malformed_output_batch_is_rejected() {
     let run = faults("malformed", &[]);
-    assert_batch_dead_lettered(&run, "agent returned a malformed batch for output `out`");
+    assert_dead_lettered(
+        &run,
+        10..20,
+        "agent returned a malformed batch for output `out`",
+    );
 }
 
 #[test]
 fn an_output_the_agent_did_not_declare_is_rejected() {
     let run = faults("undeclared", &[]);
-    assert_batch_dead_lettered(&run, "undeclared output `nowhere`");
+    assert_dead_lettered(&run, 10..20, "undeclared output `nowhere`");
 }
 
 #[test]
 fn a_bad_data_error_dead_letters_the_batch() {
     let run = faults("bad-data", &[]);
-    assert_batch_dead_lettered(&run, "agent refused the batch: batch refused on purpose");
+    assert_dead_lettered(
+        &run,
+        15..16,
+        "agent refused the batch: batch refused on purpose",
+    );
 }
 
 #[test]
 fn a_retryable_error_is_retried_then_dead_lettered() {
     let run = faults("retryable", &[]);
-    assert_batch_dead_lettered(&run, "still failing after 3 retries");
+    assert_dead_lettered(&run, 10..20, "still failing after 3 retries");
     assert_eq!(
         run.outcome
             .stderr
@@ -216,13 +227,19 @@ fn every_batch_trapping_never_hangs_or_kills_the_host() {
     let run = faults_every_batch("trap");
     run.outcome.assert_success();
     assert!(run.out_ids.is_empty());
+    let dead_ids: Vec<i64> = run
+        .dead
+        .iter()
+        .map(|d| d["record"]["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(
-        run.dead.len(),
-        RECORDS as usize,
+        dead_ids,
+        (0..RECORDS).collect::<Vec<_>>(),
         "every record is a dead letter, none lost"
     );
+    // Each batch of 10 is halved down to single records: 19 trapping calls per batch.
     assert!(
-        run.outcome.stderr.contains("3 restarts"),
+        run.outcome.stderr.contains("57 restarts"),
         "{}",
         run.outcome.stderr
     );

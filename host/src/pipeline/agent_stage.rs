@@ -21,6 +21,14 @@ use crate::wasm::{AgentInstance, BatchContext, CallError, ErrorKind, ProcessResu
 /// First wait before retrying a batch after a retryable error; doubles each time.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
+/// What became of a batch.
+enum Outcome {
+    /// Delivered or dead-lettered.
+    Done,
+    /// The agent failed on it (trap or bad data) and it has more than the bad records in it.
+    Poisoned(String),
+}
+
 /// A running agent stage.
 pub struct AgentStage {
     agent: PlannedAgent,
@@ -74,6 +82,45 @@ impl AgentStage {
     }
 
     fn handle(&mut self, envelope: Envelope) -> Result<()> {
+        match self.call(&envelope)? {
+            Outcome::Done => Ok(()),
+            Outcome::Poisoned(reason) => {
+                tracing::error!(
+                    "{}: {reason}; isolating the records that cause it",
+                    self.place(&envelope)
+                );
+                self.isolate(envelope, reason)
+            }
+        }
+    }
+
+    /// Names the agent, input, partition and offsets of a batch, for logs and errors.
+    fn place(&self, envelope: &Envelope) -> String {
+        let (first, last) = envelope.offsets.bounds();
+        format!(
+            "agent `{}` on input `{}` partition {} offsets {first}..={last}",
+            self.label, envelope.input, envelope.partition
+        )
+    }
+
+    /// Finds the records that make the agent fail: the halves of a failing batch are tried
+    /// again (on a fresh instance after a trap), down to single records, so that only those
+    /// are dead-lettered and every other record is processed.
+    fn isolate(&mut self, envelope: Envelope, reason: String) -> Result<()> {
+        if envelope.batch.num_rows() <= 1 {
+            self.dead_letter_batch(&envelope, &reason);
+            return Ok(());
+        }
+        for half in envelope.halves() {
+            if let Outcome::Poisoned(reason) = self.call(&half)? {
+                self.isolate(half, reason)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch through the agent, with retries; an error ends the job.
+    fn call(&mut self, envelope: &Envelope) -> Result<Outcome> {
         let bytes = sabot_ipc::encode(&envelope.batch)?;
         let (first_offset, last_offset) = envelope.offsets.bounds();
         let ctx = BatchContext {
@@ -90,13 +137,13 @@ impl AgentStage {
             }
             let instance = self.instance.as_mut().expect("created above");
             let error = match instance.process(&ctx, &bytes) {
-                Ok(result) => return self.deliver(&envelope, result),
+                Ok(result) => {
+                    self.deliver(envelope, result);
+                    return Ok(Outcome::Done);
+                }
                 Err(error) => error,
             };
-            let place = format!(
-                "agent `{}` on input `{}` partition {} offsets {first_offset}..={last_offset}",
-                self.label, ctx.input, ctx.partition
-            );
+            let place = self.place(envelope);
             match error {
                 CallError::Agent(err)
                     if err.kind == ErrorKind::Retryable
@@ -112,29 +159,42 @@ impl AgentStage {
                 CallError::Agent(err) if err.kind == ErrorKind::Fatal => {
                     bail!("{place}: fatal error: {}", err.message);
                 }
+                CallError::Agent(err) if err.kind == ErrorKind::Retryable => {
+                    let reason = format!("still failing after {attempt} retries: {}", err.message);
+                    self.dead_letter_batch(envelope, &reason);
+                    return Ok(Outcome::Done);
+                }
                 CallError::Agent(err) => {
-                    let reason = match err.kind {
-                        ErrorKind::Retryable => {
-                            format!("still failing after {attempt} retries: {}", err.message)
-                        }
-                        _ => format!("agent refused the batch: {}", err.message),
-                    };
-                    self.dead_letter_batch(&envelope, &reason);
-                    return Ok(());
+                    return Ok(Outcome::Poisoned(format!(
+                        "agent refused the batch: {}",
+                        err.message
+                    )));
+                }
+                CallError::Deadline(reason) => {
+                    // Halving would cost a deadline per step: the whole batch is dead-lettered.
+                    tracing::error!("{place}: {reason}; replacing the instance");
+                    self.replace_instance();
+                    self.dead_letter_batch(envelope, &reason);
+                    return Ok(Outcome::Done);
                 }
                 CallError::Trap(reason) => {
-                    tracing::error!("{place}: {reason}; replacing the instance");
-                    self.instance = None;
-                    metrics::add(&self.metrics.restarts, 1);
-                    self.dead_letter_batch(&envelope, &reason);
-                    return Ok(());
+                    tracing::debug!("{place}: {reason}; replacing the instance");
+                    self.replace_instance();
+                    return Ok(Outcome::Poisoned(reason));
                 }
             }
         }
     }
 
-    /// Validates every output before sending any, so a batch is delivered whole or not at all.
-    fn deliver(&mut self, envelope: &Envelope, result: ProcessResult) -> Result<()> {
+    /// Drops a trapped instance; the next call gets a fresh one.
+    fn replace_instance(&mut self) {
+        self.instance = None;
+        metrics::add(&self.metrics.restarts, 1);
+    }
+
+    /// Validates every output before sending any, so a batch is delivered whole or not at all;
+    /// a batch the agent got wrong is dead-lettered.
+    fn deliver(&mut self, envelope: &Envelope, result: ProcessResult) {
         let mut batches: Vec<(&Outlet, RecordBatch)> = Vec::with_capacity(result.outputs.len());
         for output in result.outputs {
             let Some(outlet) = self.outlets.get(&output.output) else {
@@ -146,7 +206,7 @@ impl AgentStage {
                 );
                 tracing::error!(agent = %self.label, "{reason}");
                 self.dead_letter_batch(envelope, &reason);
-                return Ok(());
+                return;
             };
             match sabot_ipc::decode(output.batch, Trust::Untrusted) {
                 Ok(batch) => batches.push((outlet, batch)),
@@ -157,7 +217,7 @@ impl AgentStage {
                     );
                     tracing::error!(agent = %self.label, "{reason}");
                     self.dead_letter_batch(envelope, &reason);
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -188,7 +248,6 @@ impl AgentStage {
                 batch,
             });
         }
-        Ok(())
     }
 
     fn dead_letter_batch(&self, envelope: &Envelope, reason: &str) {

@@ -48,6 +48,23 @@ pub struct Envelope {
     pub batch: RecordBatch,
 }
 
+impl Envelope {
+    /// The two halves of the batch (at least one row each; needs two rows or more).
+    pub fn halves(&self) -> [Envelope; 2] {
+        let rows = self.batch.num_rows();
+        let mid = rows / 2;
+        let part = |start: usize, len: usize| Envelope {
+            offsets: match &self.offsets {
+                Offsets::Rows(all) => Offsets::Rows(all[start..start + len].into()),
+                range => range.clone(),
+            },
+            batch: self.batch.slice(start, len),
+            ..self.clone()
+        };
+        [part(0, mid), part(mid, rows - mid)]
+    }
+}
+
 /// The receivers of one stream.
 #[derive(Clone)]
 pub struct Outlet {

@@ -61,9 +61,12 @@ pub enum CallError {
     /// The agent returned a typed error; the instance is still usable.
     #[error("{}: {}", kind_name(&.0.kind), .0.message)]
     Agent(AgentError),
-    /// The instance trapped, ran past its deadline or its memory cap; it must be replaced.
+    /// The instance trapped or hit its memory cap; it must be replaced.
     #[error("{0}")]
     Trap(String),
+    /// The call ran past its CPU deadline; the instance must be replaced.
+    #[error("{0}")]
+    Deadline(String),
 }
 
 fn kind_name(kind: &super::bindings::ErrorKind) -> &'static str {
@@ -219,7 +222,7 @@ fn classify(store: &Store<GuestState>, limits: &Limits, err: wasmtime::Error) ->
         ));
     }
     if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
-        return CallError::Trap(format!(
+        return CallError::Deadline(format!(
             "CPU deadline of {} ms exceeded",
             limits.call_timeout.as_millis()
         ));

@@ -71,7 +71,7 @@ impl GuestState {
             .stderr
             .take_recent()
             .into_iter()
-            .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
         (!lines.is_empty()).then(|| lines.join(" "))
     }
