@@ -97,3 +97,78 @@ impl Outlet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn envelope(rows: i64) -> Envelope {
+        let batch = RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..rows)) as _,
+        )])
+        .unwrap();
+        Envelope {
+            stream: Arc::from("s"),
+            input: Arc::from("s"),
+            partition: 0,
+            offsets: Offsets::Rows((100..100 + rows).collect()),
+            watermark_ms: None,
+            batch,
+        }
+    }
+
+    #[test]
+    fn a_full_channel_blocks_the_sender_until_the_receiver_catches_up() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let outlet = Outlet {
+            stream: Arc::from("s"),
+            subscribers: vec![(tx, Arc::from("in"))],
+        };
+        assert!(outlet.send(envelope(1)));
+        let (done_tx, done_rx) = mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            let delivered = outlet.send(envelope(2));
+            done_tx.send(()).unwrap();
+            delivered
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the second send must wait for room in the channel"
+        );
+        assert_eq!(rx.blocking_recv().unwrap().batch.num_rows(), 1);
+        done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("send completes once there is room");
+        assert!(sender.join().unwrap());
+        let second = rx.blocking_recv().unwrap();
+        assert_eq!(
+            &*second.input, "in",
+            "each receiver gets its own input name"
+        );
+        drop(rx);
+    }
+
+    #[test]
+    fn send_reports_when_no_receiver_is_left() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let outlet = Outlet {
+            stream: Arc::from("s"),
+            subscribers: vec![(tx, Arc::from("in"))],
+        };
+        assert!(!outlet.send(envelope(1)));
+    }
+
+    #[test]
+    fn halves_split_rows_and_offsets() {
+        let [a, b] = envelope(5).halves();
+        assert_eq!((a.batch.num_rows(), b.batch.num_rows()), (2, 3));
+        assert_eq!(a.offsets.bounds(), (100, 101));
+        assert_eq!(b.offsets.bounds(), (102, 104));
+        assert_eq!(b.offsets.row(0), Some(102));
+    }
+}
