@@ -33,8 +33,14 @@ fn main() -> Result<()> {
     }
 }
 
+/// The workspace root. Read at run time (`cargo run` sets `CARGO_MANIFEST_DIR`) rather than
+/// baked in at compile time, so an xtask binary built from another checkout that shares the
+/// target directory still works on this one.
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let xtask_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    xtask_dir
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
