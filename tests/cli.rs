@@ -458,3 +458,36 @@ fn ctrl_c_drains_what_was_read_and_exits_cleanly() {
     );
     drop(stdin);
 }
+
+#[test]
+fn csv_on_stdin_infers_its_schema_from_the_header() {
+    let input = records(50);
+    let csv: String = std::iter::once("id,amount,account\n".to_string())
+        .chain(
+            input
+                .iter()
+                .map(|(id, amount, account)| format!("{id},{amount:.1},{account}\n")),
+        )
+        .collect();
+    let filter = guest("filter");
+    let cmd = support::host(&[
+        "deploy",
+        filter.to_str().unwrap(),
+        "--input",
+        "-",
+        "--input-format",
+        "csv",
+        "--set",
+        "min=200",
+        "--dead-letter",
+        "/dev/null",
+    ]);
+    let out = run_with(cmd, csv.as_bytes(), std::time::Duration::from_secs(120));
+    out.assert_success();
+    let rows: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids(&rows), expected_ids(&input, 200.0));
+}

@@ -2,7 +2,7 @@
 //! of bounded size. Undecodable records go to the dead letters; reading goes on.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -91,16 +91,17 @@ fn run_lines(
 ) -> Result<()> {
     let mut reader = open(&spec.path)?;
     let mut schema = spec.schema.clone();
+    // The CSV header line, read once: it names the columns and seeds schema inference.
+    let mut csv_header = Vec::new();
     let format: &dyn LineFormat = match spec.format {
         Format::Csv => {
-            let mut header = Vec::new();
-            reader.read_until(b'\n', &mut header)?;
-            let header = header.trim_ascii_end();
-            if header.is_empty() {
+            reader.read_until(b'\n', &mut csv_header)?;
+            csv_header.truncate(csv_header.trim_ascii_end().len());
+            if csv_header.is_empty() {
                 tracing::warn!(source = %spec.name, "CSV input is empty (no header line)");
                 return Ok(());
             }
-            let names = schema::csv_header_names(header)?;
+            let names = schema::csv_header_names(&csv_header)?;
             schema = match schema {
                 Some(declared) => Some(schema::align_to_header(&declared, &names)?),
                 None => None,
@@ -111,7 +112,6 @@ fn run_lines(
     };
     // Line numbers of CSV data start after the header.
     let first_line = i64::from(spec.format == Format::Csv);
-    let mut csv_header: Option<Vec<u8>> = None;
     let mut empty = true;
 
     lines::read_chunks(reader, batching, stop, |mut chunk: LineChunk| {
@@ -119,7 +119,7 @@ fn run_lines(
         chunk.numbers.iter_mut().for_each(|n| *n += first_line);
         if schema.is_none() {
             schema = match spec.format {
-                Format::Csv => infer_csv(&spec.path, &mut csv_header, &chunk),
+                Format::Csv => schema::infer_csv(&csv_header, chunk.lines()).ok(),
                 _ => schema::infer_json(chunk.lines()),
             };
             if let Some(inferred) = &schema {
@@ -128,20 +128,14 @@ fn run_lines(
         }
         let Some(schema) = &schema else {
             for i in 0..chunk.len() {
-                dead.send(bad_line(spec, chunk.numbers[i], chunk.line(i), "not a JSON object".into()));
+                let raw = String::from_utf8_lossy(chunk.line(i)).into_owned();
+                dead.send(bad_line(spec, chunk.numbers[i], raw, "not a JSON object".into()));
             }
             return true;
         };
         let decoded = lines::decode_chunk(format, schema, &chunk);
         for bad in decoded.bad {
-            dead.send(DeadLetter {
-                reason: bad.reason,
-                stage: format!("source:{}", spec.name),
-                input: spec.name.clone(),
-                partition: 0,
-                offset: Some(bad.number),
-                record: Value::String(bad.raw),
-            });
+            dead.send(bad_line(spec, bad.number, bad.raw, bad.reason));
         }
         match decoded.batch {
             Some(batch) => emit(batch, decoded.offsets.into()),
@@ -155,25 +149,15 @@ fn run_lines(
     Ok(())
 }
 
-fn infer_csv(path: &str, header: &mut Option<Vec<u8>>, chunk: &LineChunk) -> Option<SchemaRef> {
-    let header = header.get_or_insert_with(|| {
-        let mut line = Vec::new();
-        if let Ok(file) = File::open(path) {
-            let _ = BufReader::new(file).read_until(b'\n', &mut line);
-        }
-        line.trim_ascii_end().to_vec()
-    });
-    schema::infer_csv(header, chunk.lines()).ok()
-}
-
-fn bad_line(spec: &SourceSpec, number: i64, line: &[u8], reason: String) -> DeadLetter {
+/// A dead letter for a line that could not be decoded, keeping its raw text.
+fn bad_line(spec: &SourceSpec, number: i64, raw: String, reason: String) -> DeadLetter {
     DeadLetter {
         reason,
         stage: format!("source:{}", spec.name),
         input: spec.name.clone(),
         partition: 0,
         offset: Some(number),
-        record: Value::String(String::from_utf8_lossy(line).into_owned()),
+        record: Value::String(raw),
     }
 }
 
@@ -282,9 +266,7 @@ fn describe_schema(schema: &SchemaRef) -> String {
 /// Checks that a source can be opened, for an early, clear error.
 pub fn check_readable(spec: &SourceSpec) -> Result<()> {
     if spec.path != "-" {
-        let mut file =
-            File::open(&spec.path).with_context(|| format!("cannot open input `{}`", spec.path))?;
-        file.seek(std::io::SeekFrom::Start(0))?;
+        File::open(&spec.path).with_context(|| format!("cannot open input `{}`", spec.path))?;
     }
     Ok(())
 }
