@@ -180,7 +180,7 @@ fn report(summary: &Summary, dead_path: &std::path::Path) {
             "done"
         },
         summary.records_in,
-        summary.records_out,
+        summary.records_out(),
         outputs.join(", "),
         summary.dead_letters,
         if summary.dead_letters > 0 {

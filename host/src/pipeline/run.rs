@@ -22,7 +22,6 @@ use crate::io::{Batching, DeadLetter, DeadLetters};
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub records_in: u64,
-    pub records_out: u64,
     /// Records written per sink stream.
     pub per_stream: Vec<(String, u64)>,
     pub dead_letters: u64,
@@ -30,6 +29,13 @@ pub struct Summary {
     pub elapsed_secs: f64,
     /// Whether the run was stopped by a signal rather than the end of input.
     pub interrupted: bool,
+}
+
+impl Summary {
+    /// Records written to all sinks.
+    pub fn records_out(&self) -> u64 {
+        self.per_stream.iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// Runtime knobs of a run.
@@ -149,7 +155,6 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
     outcome?;
     Ok(Summary {
         records_in: metrics.records_in.load(Ordering::Relaxed),
-        records_out: metrics.records_out.load(Ordering::Relaxed),
         per_stream: sink_counts
             .into_iter()
             .map(|(s, c)| (s, c.load(Ordering::Relaxed)))
