@@ -25,6 +25,25 @@
 //! stream = "fraud-detector.alerts"
 //! path = "alerts.jsonl"
 //! ```
+//!
+//! A path `kafka:TOPIC` binds a source or sink to a Kafka topic; the `[kafka]` table (or
+//! `--broker`) says where the cluster is:
+//!
+//! ```toml
+//! [kafka]
+//! brokers = "kafka://localhost:9092"
+//! group_id = "fraud"              # default: sabot-<first agent>
+//!
+//! [[sources]]
+//! name = "transactions"
+//! path = "kafka:bank-transactions"
+//! metadata = ["key", "timestamp"] # extra columns _key, _timestamp
+//!
+//! [[sinks]]
+//! stream = "alerts"
+//! path = "kafka:fraud-alerts"
+//! key_column = "account_number"
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +51,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::io::Format;
+use crate::kafka::{KafkaConfig, KeyFormat, MetadataColumn};
 use crate::wasm::{Grants, MAX_MEMORY_CAP};
 
 /// A whole job.
@@ -50,6 +70,9 @@ pub struct JobConfig {
     pub cache_dir: Option<PathBuf>,
     /// Seconds between progress lines; 0 turns them off. Default 5.
     pub progress_secs: Option<u64>,
+    /// The Kafka cluster of `kafka:` sources and sinks.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -138,10 +161,21 @@ pub struct SourceConfig {
     /// Stream name (default `input`).
     #[serde(default = "default_source_name")]
     pub name: String,
-    /// File path, or `-` for stdin.
+    /// File path, `-` for stdin, or `kafka:TOPIC`.
     pub path: String,
-    /// Format; detected from the extension when unset.
+    /// Format; detected from the extension when unset (`jsonl` for Kafka).
     pub format: Option<Format>,
+    /// Kafka: how message keys appear in the `_key` column (`string` or `bytes`).
+    #[serde(default)]
+    pub key_format: KeyFormat,
+    /// Kafka: message metadata added as columns (`key`, `timestamp`, `headers`,
+    /// `partition`, `offset` → `_key`, `_timestamp`, …).
+    #[serde(default)]
+    pub metadata: Vec<MetadataColumn>,
+    /// Kafka: topic for records that cannot be processed (default `<topic>.dlq`).
+    pub dead_letter_topic: Option<String>,
+    /// Kafka: records larger than this many bytes are dead letters (default 1 MiB).
+    pub max_record_bytes: Option<usize>,
     /// Declared schema, `column = "type"` (types: int64, float64, utf8, bool, timestamp_ms,
     /// int32, float32; a trailing `?` allows nulls). Inferred when unset.
     pub schema: Option<toml::Table>,
@@ -182,9 +216,16 @@ pub struct AgentConfig {
 pub struct SinkConfig {
     /// `agent.output`, or an output name that only one agent has.
     pub stream: String,
-    /// File path, `-` for stdout, or `null:` to discard.
+    /// File path, `-` for stdout, `null:` to discard, or `kafka:TOPIC`.
     pub path: String,
     pub format: Option<Format>,
+    /// Kafka: the column whose value keys each message.
+    pub key_column: Option<String>,
+}
+
+/// The topic of a `kafka:TOPIC` path.
+pub fn kafka_topic(path: &str) -> Option<&str> {
+    path.strip_prefix("kafka:")
 }
 
 impl JobConfig {
@@ -201,7 +242,7 @@ impl JobConfig {
     /// Makes relative paths relative to `dir`.
     fn rebase(&mut self, dir: &Path) {
         let rebase = |p: &str| -> String {
-            if p == "-" || p == "null:" || Path::new(p).is_absolute() {
+            if p == "-" || p == "null:" || kafka_topic(p).is_some() || Path::new(p).is_absolute() {
                 p.to_string()
             } else {
                 dir.join(p).display().to_string()

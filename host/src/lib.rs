@@ -3,6 +3,7 @@
 //!
 //! - [`wasm`]: compiling, sandboxing and calling agent components;
 //! - [`io`]: sources, sinks and dead letters for files and stdio;
+//! - [`kafka`]: Kafka sources, sinks, dead-letter topics and topic administration;
 //! - [`pipeline`]: batching, wiring agents into a graph, and running it;
 //! - [`config`]: the job configuration (TOML) and its defaults;
 //! - [`cli`]: the `sabot-host` command line.
@@ -10,5 +11,6 @@
 pub mod cli;
 pub mod config;
 pub mod io;
+pub mod kafka;
 pub mod pipeline;
 pub mod wasm;

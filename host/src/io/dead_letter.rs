@@ -11,14 +11,17 @@ use arrow::array::RecordBatch;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::kafka::DeadLetterTopics;
+use crate::pipeline::Ack;
+
 /// One record that could not be processed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DeadLetter {
     /// Why it could not be processed.
     pub reason: String,
     /// Where it failed: `source:<name>`, `agent:<name>` or `sink:<stream>`.
     pub stage: String,
-    /// The stream it was read from.
+    /// The source stream its record was read from (or descends from).
     pub input: String,
     pub partition: u32,
     /// Its offset in the source partition (line number from 0 for line formats), when known.
@@ -26,11 +29,22 @@ pub struct DeadLetter {
     pub offset: Option<i64>,
     /// The record: a JSON object, or the raw text of a line that could not be decoded.
     pub record: Value,
+    /// The original message value, when the record came from Kafka undecoded.
+    #[serde(skip)]
+    pub raw: Option<Vec<u8>>,
+    /// The original message key.
+    #[serde(skip)]
+    pub key: Option<Vec<u8>>,
+    /// Hold on the source offsets, released once the dead letter is written.
+    #[serde(skip)]
+    pub ack: Option<Ack>,
 }
 
-/// The dead-letter sink shared by every stage of a job.
+/// The dead-letter sink shared by every stage of a job: the dead-letter topic of a Kafka
+/// source, or else a JSON Lines file.
 pub struct DeadLetters {
     path: Option<PathBuf>,
+    topics: Option<DeadLetterTopics>,
     writer: Mutex<Option<BufWriter<File>>>,
     count: AtomicU64,
 }
@@ -40,9 +54,16 @@ impl DeadLetters {
     pub fn new(path: Option<PathBuf>) -> Self {
         Self {
             path,
+            topics: None,
             writer: Mutex::new(None),
             count: AtomicU64::new(0),
         }
+    }
+
+    /// Sends the dead letters of Kafka sources to their dead-letter topics.
+    pub fn with_topics(mut self, topics: DeadLetterTopics) -> Self {
+        self.topics = Some(topics);
+        self
     }
 
     /// Number of dead letters so far.
@@ -59,6 +80,13 @@ impl DeadLetters {
                 "dead letter #{n}: {}", letter.reason
             );
         }
+        let letter = match &self.topics {
+            Some(topics) => match topics.send(letter) {
+                Ok(()) => return,
+                Err(unrouted) => unrouted,
+            },
+            None => letter,
+        };
         let Some(path) = &self.path else { return };
         let mut writer = self.writer.lock().expect("dead-letter lock");
         if writer.is_none() {
@@ -79,8 +107,14 @@ impl DeadLetters {
         }
     }
 
-    /// Flushes buffered dead letters to disk.
+    /// Flushes buffered dead letters to disk and waits for dead-letter topics to acknowledge
+    /// theirs.
     pub fn flush(&self) {
+        if let Some(topics) = &self.topics
+            && let Err(err) = topics.flush()
+        {
+            tracing::error!("dead letters were not all delivered: {err:#}");
+        }
         if let Some(out) = self.writer.lock().expect("dead-letter lock").as_mut()
             && let Err(err) = out.flush()
         {

@@ -16,6 +16,8 @@ pub enum Format {
     Ipc,
     /// Apache Parquet (sources only).
     Parquet,
+    /// Kafka only: each message's value as bytes, in one binary column `value`.
+    Raw,
     /// Discard everything (sinks only; for benchmarks).
     Null,
 }

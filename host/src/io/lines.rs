@@ -21,7 +21,8 @@ pub struct LineChunk {
 }
 
 impl LineChunk {
-    fn push(&mut self, number: i64, line: &[u8]) {
+    /// Appends one line (without its newline) numbered `number`.
+    pub fn push(&mut self, number: i64, line: &[u8]) {
         self.bytes.extend_from_slice(line);
         self.bytes.push(b'\n');
         self.ends.push(self.bytes.len());

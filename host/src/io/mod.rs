@@ -2,7 +2,7 @@
 
 pub mod dead_letter;
 pub mod format;
-mod lines;
+pub(crate) mod lines;
 pub mod schema;
 pub mod sink;
 pub mod source;

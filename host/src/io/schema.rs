@@ -187,3 +187,13 @@ mod tests {
         assert!(align_to_header(&schema, &["a".into()]).is_err());
     }
 }
+
+/// `name: type, …` for logs and errors.
+pub fn describe(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

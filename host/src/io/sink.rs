@@ -8,21 +8,31 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use super::Format;
+use crate::pipeline::Ack;
+
+/// A sink error that is not about the batch's data (the output is unusable, e.g. deliveries
+/// to a broker failed): the job stops instead of dead-lettering the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkFailure(pub String);
 
 /// Where a sink writes and how.
 #[derive(Debug, Clone)]
 pub struct SinkSpec {
     /// The stream it consumes, e.g. `fraud.alerts`.
     pub stream: String,
-    /// File path, `-` for stdout, or `null:`.
+    /// File path, `-` for stdout, `null:`, or `kafka:TOPIC`.
     pub path: String,
     pub format: Format,
+    /// Set when the sink is a Kafka topic.
+    pub kafka: Option<crate::kafka::KafkaSinkSpec>,
 }
 
 /// A sink that writes record batches.
 pub trait Sink: Send {
-    /// Writes one batch.
-    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Writes one batch. `ack` is the hold on its source offsets, for sinks that settle them
+    /// only once the batch is durably written; others let it go on return.
+    fn write(&mut self, batch: &RecordBatch, ack: Option<&Ack>) -> Result<()>;
     /// Flushes and closes the output.
     fn finish(&mut self) -> Result<()>;
 }
@@ -48,6 +58,7 @@ pub fn open(spec: &SinkSpec) -> Result<Box<dyn Sink>> {
             writer: None,
         }),
         Format::Parquet => bail!("Parquet output is not supported yet; use .jsonl, .csv or .arrow"),
+        Format::Raw => bail!("`raw` is a Kafka format; file outputs take .jsonl, .csv or .arrow"),
         Format::Null => unreachable!("handled above"),
     })
 }
@@ -55,7 +66,7 @@ pub fn open(spec: &SinkSpec) -> Result<Box<dyn Sink>> {
 struct NullSink;
 
 impl Sink for NullSink {
-    fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, _batch: &RecordBatch, _ack: Option<&Ack>) -> Result<()> {
         Ok(())
     }
     fn finish(&mut self) -> Result<()> {
@@ -68,7 +79,7 @@ type Out = BufWriter<Box<dyn Write + Send>>;
 struct JsonSink(arrow::json::LineDelimitedWriter<Out>);
 
 impl Sink for JsonSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, batch: &RecordBatch, _ack: Option<&Ack>) -> Result<()> {
         Ok(self.0.write(batch)?)
     }
     fn finish(&mut self) -> Result<()> {
@@ -80,7 +91,7 @@ impl Sink for JsonSink {
 struct CsvSink(Option<arrow::csv::Writer<Out>>);
 
 impl Sink for CsvSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, batch: &RecordBatch, _ack: Option<&Ack>) -> Result<()> {
         match &mut self.0 {
             Some(writer) => Ok(writer.write(batch)?),
             None => bail!("CSV output already finished"),
@@ -101,7 +112,7 @@ struct IpcSink {
 }
 
 impl Sink for IpcSink {
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn write(&mut self, batch: &RecordBatch, _ack: Option<&Ack>) -> Result<()> {
         if self.writer.is_none() {
             let out = self
                 .out

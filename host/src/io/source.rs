@@ -28,6 +28,8 @@ pub struct SourceSpec {
     pub event_time_column: Option<String>,
     /// How far behind the newest event time the watermark stays.
     pub allowed_lateness_ms: i64,
+    /// Set when the source is a Kafka topic (`path` is then `kafka:TOPIC`).
+    pub kafka: Option<crate::kafka::KafkaSourceSpec>,
 }
 
 /// A batch read from a source.
@@ -38,6 +40,8 @@ pub struct SourceBatch {
     /// Offset of each row in its partition.
     pub offsets: Arc<[i64]>,
     pub watermark_ms: Option<i64>,
+    /// Hold on the batch's offsets, for sources that commit them.
+    pub ack: Option<crate::pipeline::Ack>,
 }
 
 /// Reads the whole source, calling `emit` for each batch until it returns `false`, the input
@@ -57,14 +61,16 @@ pub fn run(
             partition: 0,
             offsets,
             watermark_ms,
+            ack: None,
         })
     };
     match spec.format {
         Format::Jsonl | Format::Csv => run_lines(spec, batching, stop, dead, &mut emit),
         Format::Ipc => run_ipc(spec, batching, stop, &mut emit),
         Format::Parquet => run_parquet(spec, batching, stop, &mut emit),
-        Format::Null => anyhow::bail!(
-            "`null` is a sink format; source `{}` cannot read it",
+        Format::Null | Format::Raw => anyhow::bail!(
+            "`{:?}` is not a file format; source `{}` cannot read it",
+            spec.format,
             spec.name
         ),
     }
@@ -123,7 +129,7 @@ fn run_lines(
                 _ => schema::infer_json(chunk.lines()),
             };
             if let Some(inferred) = &schema {
-                tracing::info!(source = %spec.name, "inferred schema: {}", describe_schema(inferred));
+                tracing::info!(source = %spec.name, "inferred schema: {}", schema::describe(inferred));
             }
         }
         let Some(schema) = &schema else {
@@ -158,6 +164,7 @@ fn bad_line(spec: &SourceSpec, number: i64, raw: String, reason: String) -> Dead
         partition: 0,
         offset: Some(number),
         record: Value::String(raw),
+        ..DeadLetter::default()
     }
 }
 
@@ -252,15 +259,6 @@ impl<'a> Watermark<'a> {
         }
         self.current
     }
-}
-
-fn describe_schema(schema: &SchemaRef) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| format!("{}: {}", f.name(), f.data_type()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Checks that a source can be opened, for an early, clear error.

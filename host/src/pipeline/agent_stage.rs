@@ -62,7 +62,14 @@ impl AgentStage {
     pub fn run(mut self, mut input: Receiver<Envelope>) -> Result<()> {
         self.instance = Some(self.fresh_instance()?);
         while let Some(envelope) = input.blocking_recv() {
-            self.handle(envelope)?;
+            let ack = envelope.ack.clone();
+            if let Err(err) = self.handle(envelope) {
+                // The batch was not processed: its offsets must not be committed.
+                if let Some(ack) = ack {
+                    ack.fail();
+                }
+                return Err(err);
+            }
         }
         tracing::debug!(agent = %self.label, "input closed; agent stage done");
         Ok(())
@@ -241,11 +248,13 @@ impl AgentStage {
             let stream = outlet.stream.clone();
             outlet.send(Envelope {
                 stream,
+                origin: envelope.origin.clone(),
                 input: envelope.input.clone(),
                 partition: envelope.partition,
                 offsets: offsets.clone(),
                 watermark_ms: envelope.watermark_ms,
                 batch,
+                ack: envelope.ack.clone(),
             });
         }
     }
@@ -271,10 +280,12 @@ impl AgentStage {
         DeadLetter {
             reason,
             stage: format!("agent:{}", self.label),
-            input: envelope.stream.to_string(),
+            input: envelope.origin.to_string(),
             partition: envelope.partition,
             offset,
             record,
+            ack: envelope.ack.clone(),
+            ..DeadLetter::default()
         }
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc::Sender;
 
+use super::ack::Ack;
+
 /// Source offsets of a batch's rows.
 #[derive(Debug, Clone)]
 pub enum Offsets {
@@ -40,15 +42,26 @@ impl Offsets {
 pub struct Envelope {
     /// The stream it belongs to (`source` or `agent.output`).
     pub stream: Arc<str>,
+    /// The source stream its records descend from.
+    pub origin: Arc<str>,
     /// The receiving agent's input name (the stream name for sinks).
     pub input: Arc<str>,
     pub partition: u32,
     pub offsets: Offsets,
     pub watermark_ms: Option<i64>,
     pub batch: RecordBatch,
+    /// Hold on the source batch's offsets, for sources that commit them (Kafka).
+    pub ack: Option<Ack>,
 }
 
 impl Envelope {
+    /// Marks the source batch as failed: its offsets are not committed.
+    pub fn fail(&self) {
+        if let Some(ack) = &self.ack {
+            ack.fail();
+        }
+    }
+
     /// The two halves of the batch (at least one row each; needs two rows or more).
     pub fn halves(&self) -> [Envelope; 2] {
         let rows = self.batch.num_rows();
@@ -84,7 +97,11 @@ impl Outlet {
                 input: input.clone(),
                 ..envelope.clone()
             };
-            delivered |= tx.blocking_send(copy).is_ok();
+            match tx.blocking_send(copy) {
+                Ok(()) => delivered = true,
+                // The receiver is gone: its copy was not processed.
+                Err(unsent) => unsent.0.fail(),
+            }
         }
         delivered || self.subscribers.is_empty()
     }
@@ -113,11 +130,13 @@ mod tests {
         .unwrap();
         Envelope {
             stream: Arc::from("s"),
+            origin: Arc::from("s"),
             input: Arc::from("s"),
             partition: 0,
             offsets: Offsets::Rows((100..100 + rows).collect()),
             watermark_ms: None,
             batch,
+            ack: None,
         }
     }
 
@@ -160,7 +179,15 @@ mod tests {
             stream: Arc::from("s"),
             subscribers: vec![(tx, Arc::from("in"))],
         };
-        assert!(!outlet.send(envelope(1)));
+        let tracker = super::super::ack::OffsetTracker::new();
+        let mut unsent = envelope(1);
+        unsent.ack = Some(tracker.track(0, 100));
+        assert!(!outlet.send(unsent));
+        assert_eq!(
+            tracker.failed_partitions(),
+            vec![0],
+            "an unsent batch is not committed"
+        );
     }
 
     #[test]

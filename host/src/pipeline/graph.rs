@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{JobConfig, ResolvedLimits, value_text};
+use crate::config::{self, JobConfig, ResolvedLimits, SourceConfig, value_text};
 use crate::io::Format;
 use crate::io::schema;
 use crate::io::sink::SinkSpec;
 use crate::io::source::SourceSpec;
+use crate::kafka::{DecodeSpec, KafkaConfig, KafkaSinkSpec, KafkaSourceSpec};
 use crate::wasm::{AgentComponent, AgentInfo, Runtime};
 
 /// An agent ready to run.
@@ -33,14 +34,18 @@ pub struct Plan {
 
 /// Loads every agent of `job` into `runtime` and wires the graph.
 pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
-    let sources = job
+    let mut sources = job
         .sources
         .iter()
         .map(|s| {
+            let kafka = config::kafka_topic(&s.path).is_some();
             Ok(SourceSpec {
                 name: s.name.clone(),
                 path: s.path.clone(),
-                format: Format::resolve(s.format, &s.path)?,
+                format: match (s.format, kafka) {
+                    (None, true) => Format::Jsonl,
+                    (explicit, _) => Format::resolve(explicit, &s.path)?,
+                },
                 schema: s
                     .schema
                     .as_ref()
@@ -49,13 +54,17 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
                     .with_context(|| format!("schema of source `{}`", s.name))?,
                 event_time_column: s.event_time_column.clone(),
                 allowed_lateness_ms: s.allowed_lateness_ms,
+                kafka: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     if sources.is_empty() {
         bail!("the job has no input; give one with --input PATH or [[sources]] in the config");
     }
-    for source in &sources {
+    for source in sources
+        .iter()
+        .filter(|s| config::kafka_topic(&s.path).is_none())
+    {
         crate::io::source::check_readable(source)?;
     }
 
@@ -103,14 +112,46 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
     }
 
     check_streams(&sources, &agents)?;
+    let group = job
+        .kafka
+        .group_id
+        .clone()
+        .unwrap_or_else(|| match agents.first() {
+            Some(agent) => format!("sabot-{}", agent.name),
+            None => "sabot-copy".to_string(),
+        });
+    for (source, cfg) in sources.iter_mut().zip(&job.sources) {
+        source.kafka = kafka_source(source, cfg, &job.kafka, &group)?;
+    }
     let streams = stream_names(&sources, &agents);
     let mut sinks = Vec::new();
     for cfg in &job.sinks {
         let stream = resolve_stream(&cfg.stream, &streams, &agents)?;
+        let topic = config::kafka_topic(&cfg.path);
+        let format = match (cfg.format, topic) {
+            (None, Some(_)) => Format::Jsonl,
+            (explicit, _) => Format::resolve(explicit, &cfg.path)?,
+        };
+        let kafka = match topic {
+            Some(topic) => Some(KafkaSinkSpec {
+                topic: topic.to_string(),
+                format,
+                key_column: cfg.key_column.clone(),
+                client: job.kafka.clone(),
+            }),
+            None if cfg.key_column.is_some() => {
+                bail!(
+                    "output `{}`: key_column applies to Kafka outputs only",
+                    cfg.path
+                )
+            }
+            None => None,
+        };
         sinks.push(SinkSpec {
             stream,
             path: cfg.path.clone(),
-            format: Format::resolve(cfg.format, &cfg.path)?,
+            format,
+            kafka,
         });
     }
     for agent in &agents {
@@ -125,6 +166,7 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
                     stream,
                     path: "-".into(),
                     format: Format::Jsonl,
+                    kafka: None,
                 });
             }
         }
@@ -134,6 +176,54 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
         agents,
         sinks,
     })
+}
+
+/// The Kafka side of a `kafka:TOPIC` source; `None` for files.
+fn kafka_source(
+    source: &SourceSpec,
+    cfg: &SourceConfig,
+    kafka: &KafkaConfig,
+    group: &str,
+) -> Result<Option<KafkaSourceSpec>> {
+    let Some(topic) = config::kafka_topic(&source.path) else {
+        if !cfg.metadata.is_empty()
+            || cfg.dead_letter_topic.is_some()
+            || cfg.max_record_bytes.is_some()
+        {
+            bail!(
+                "source `{}`: metadata, dead_letter_topic and max_record_bytes apply to Kafka sources only",
+                source.name
+            );
+        }
+        return Ok(None);
+    };
+    if topic.is_empty() {
+        bail!("source `{}`: `kafka:` needs a topic name", source.name);
+    }
+    if source.event_time_column.is_some() {
+        bail!(
+            "source `{}`: watermarks from Kafka sources are not supported yet",
+            source.name
+        );
+    }
+    kafka.bootstrap()?;
+    Ok(Some(KafkaSourceSpec {
+        topic: topic.to_string(),
+        group: group.to_string(),
+        decode: DecodeSpec {
+            format: source.format,
+            key_format: cfg.key_format,
+            metadata: cfg.metadata.clone(),
+            schema: source.schema.clone(),
+            max_record_bytes: cfg.max_record_bytes.unwrap_or(1 << 20),
+        },
+        dead_letter_topic: cfg
+            .dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{topic}.dlq")),
+        stop_at_end: kafka.stop_at_end,
+        client: kafka.clone(),
+    }))
 }
 
 fn wire_inputs(
@@ -197,7 +287,13 @@ fn stream_names(sources: &[SourceSpec], agents: &[PlannedAgent]) -> Vec<String> 
 /// `agent.output`, a source name, or an output name only one agent has.
 fn resolve_stream(wanted: &str, streams: &[String], agents: &[PlannedAgent]) -> Result<String> {
     if wanted == crate::cli::LAST_OUTPUT {
-        let last = agents.last().context("an output needs an agent")?;
+        let Some(last) = agents.last() else {
+            // A job without agents copies its only source.
+            return match streams {
+                [only] => Ok(only.clone()),
+                _ => bail!("without agents, name the stream of each --output as SOURCE=PATH"),
+            };
+        };
         let output = last
             .info
             .outputs

@@ -3,12 +3,14 @@
 //! Each stage runs on its own thread; channels hold at most `batch.channel_capacity` batches,
 //! so a slow stage slows everything upstream of it (backpressure) and memory stays bounded.
 
+pub mod ack;
 mod agent_stage;
 mod envelope;
 mod graph;
 mod metrics;
 mod run;
 
+pub use ack::{Ack, OffsetTracker};
 pub use envelope::{Envelope, Offsets};
 pub use graph::{Plan, PlannedAgent, plan};
 pub use metrics::Metrics;

@@ -14,9 +14,10 @@ use super::envelope::{Envelope, Offsets, Outlet};
 use super::graph::Plan;
 use super::metrics::{self, Metrics};
 use crate::io::dead_letter::rows_as_json;
-use crate::io::sink::{self, SinkSpec};
+use crate::io::sink::{self, SinkFailure, SinkSpec};
 use crate::io::source::{self, SourceBatch};
 use crate::io::{Batching, DeadLetter, DeadLetters};
+use crate::kafka::{self, KafkaSink};
 
 /// How a job ended.
 #[derive(Debug, Clone)]
@@ -75,12 +76,20 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
             .expect("planned stream")
             .subscribers
             .push((tx, Arc::from(spec.stream.as_str())));
-        let sink = sink::open(spec)?;
+        let sink: Box<dyn sink::Sink> = match &spec.kafka {
+            Some(kafka) => Box::new(KafkaSink::open(kafka, &spec.stream)?),
+            None => sink::open(spec)?,
+        };
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         sink_counts.push((spec.stream.clone(), count.clone()));
-        let (spec, dead, metrics) = (spec.clone(), dead.clone(), metrics.clone());
+        let (spec, dead, metrics, stop) =
+            (spec.clone(), dead.clone(), metrics.clone(), stop.clone());
         stages.push(spawn(format!("sink:{}", spec.stream), move || {
-            run_sink(&spec, sink, rx, &dead, &metrics, &count)
+            let result = run_sink(&spec, sink, rx, &dead, &metrics, &count);
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
         }));
     }
 
@@ -125,18 +134,26 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
         let (stop, dead, metrics) = (stop.clone(), dead.clone(), metrics.clone());
         let batching = options.batching;
         stages.push(spawn(format!("source:{}", spec.name), move || {
-            let mut emit = |b: SourceBatch| {
+            let origin = outlet.stream.clone();
+            let emit = move |b: SourceBatch| {
                 metrics::add(&metrics.records_in, b.batch.num_rows());
                 outlet.send(Envelope {
                     stream: outlet.stream.clone(),
+                    origin: origin.clone(),
                     input: outlet.stream.clone(),
                     partition: b.partition,
                     offsets: Offsets::Rows(b.offsets),
                     watermark_ms: b.watermark_ms,
                     batch: b.batch,
+                    ack: b.ack,
                 })
             };
-            source::run(&spec, batching, &stop, &dead, &mut emit)
+            match &spec.kafka {
+                Some(kafka) => {
+                    kafka::source::run(&spec.name, kafka, batching, &stop, &dead, Box::new(emit))
+                }
+                None => source::run(&spec, batching, &stop, &dead, &mut { emit }),
+            }
         }));
     }
     // Only the stages hold senders now: channels close as upstream stages finish.
@@ -241,10 +258,14 @@ fn run_sink(
 ) -> Result<()> {
     while let Some(envelope) = rx.blocking_recv() {
         let rows = envelope.batch.num_rows();
-        match sink.write(&envelope.batch) {
+        match sink.write(&envelope.batch, envelope.ack.as_ref()) {
             Ok(()) => {
                 metrics::add(&metrics.records_out, rows);
                 count.fetch_add(rows as u64, Ordering::Relaxed);
+            }
+            Err(err) if err.is::<SinkFailure>() => {
+                envelope.fail();
+                return Err(err.context(format!("output `{}` failed", spec.path)));
             }
             Err(err) => {
                 let reason = format!("cannot write to `{}`: {err:#}", spec.path);
@@ -252,13 +273,15 @@ fn run_sink(
                     dead.send(DeadLetter {
                         reason: reason.clone(),
                         stage: format!("sink:{}", spec.stream),
-                        input: spec.stream.clone(),
+                        input: envelope.origin.to_string(),
                         partition: envelope.partition,
                         offset: envelope
                             .offsets
                             .row(row)
                             .or(Some(envelope.offsets.bounds().0)),
                         record,
+                        ack: envelope.ack.clone(),
+                        ..DeadLetter::default()
                     });
                 }
             }

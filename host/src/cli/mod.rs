@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig};
+mod topics;
+
+use crate::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig, kafka_topic};
 use crate::io::{Batching, DeadLetters, Format};
 use crate::pipeline::{self, RunOptions, Summary};
 use crate::wasm::{self, LoadError, Runtime};
@@ -35,25 +37,56 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Show what an agent component describes and which world it implements.
     Inspect(InspectArgs),
+    /// List, create and describe Kafka topics (with a consumer group's lag).
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
+}
+
+/// Where the Kafka cluster is.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Kafka bootstrap broker(s): kafka://HOST:PORT, comma-separated.
+    #[arg(long, env = "SABOT_BROKER", value_name = "kafka://HOST:PORT")]
+    pub broker: Option<String>,
+    /// librdkafka property for every Kafka client, KEY=VALUE (repeatable).
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Agent components; several form a chain (each feeds its first output to the next).
+    /// Without any, the job copies its input to its output.
     pub wasm: Vec<PathBuf>,
     /// Job file (TOML); flags below override or extend it.
     #[arg(short, long)]
     pub config: Option<PathBuf>,
-    /// Input `[NAME=]PATH`; PATH `-` is stdin. Format from the extension or --input-format.
+    /// Input `[NAME=]PATH`; PATH `-` is stdin, `kafka:TOPIC` a topic. Format from the
+    /// extension or --input-format (JSON for topics).
     #[arg(short, long = "input", value_name = "[NAME=]PATH")]
     pub inputs: Vec<String>,
     /// Format of --input files without a telling extension (and of stdin).
     #[arg(long, value_enum)]
     pub input_format: Option<Format>,
     /// Output `[STREAM=]PATH`; STREAM is `agent.output` or an output name; PATH `-` is stdout,
-    /// `null:` discards. Unrouted outputs go to stdout.
+    /// `null:` discards, `kafka:TOPIC` produces to a topic. Unrouted outputs go to stdout.
     #[arg(short, long = "output", value_name = "[STREAM=]PATH")]
     pub outputs: Vec<String>,
+    /// Column that keys the messages of the Kafka outputs given with --output.
+    #[arg(long, value_name = "COLUMN")]
+    pub output_key: Option<String>,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Consumer group of the Kafka inputs [default: sabot-<first agent>].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Create missing input and output topics instead of failing.
+    #[arg(long)]
+    pub create_topics: bool,
+    /// Stop once every Kafka input partition has been read to its end (a bounded run);
+    /// otherwise Kafka inputs are read until Ctrl-C.
+    #[arg(long)]
+    pub stop_at_end: bool,
     /// Agent configuration `KEY=VALUE` (single agent; use the job file for several).
     #[arg(short, long = "set", value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
@@ -118,6 +151,10 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Deploy(args) => deploy(args),
         Command::Inspect(args) => inspect(args).map_err(|e| Failure::classify(e, EXIT_USAGE)),
+        Command::Topics(command) => topics::execute(command).map_err(|error| Failure {
+            code: EXIT_JOB_FAILED,
+            error,
+        }),
     }
 }
 
@@ -134,6 +171,14 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
         error: e,
     })?;
     let plan = pipeline::plan(&job, &runtime).map_err(usage)?;
+    let dead_letter_topics = crate::kafka::prepare(&plan).map_err(|error| Failure {
+        code: if error.is::<crate::kafka::MissingTopic>() {
+            EXIT_USAGE
+        } else {
+            EXIT_JOB_FAILED
+        },
+        error,
+    })?;
     for agent in &plan.agents {
         tracing::info!(
             agent = %agent.name,
@@ -155,7 +200,10 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
         },
         channel_capacity: job.batch.channel_capacity,
         progress_every: (progress > 0).then(|| Duration::from_secs(progress)),
-        dead_letters: std::sync::Arc::new(DeadLetters::new(Some(dead_path.clone()))),
+        dead_letters: std::sync::Arc::new(match dead_letter_topics {
+            Some(topics) => DeadLetters::new(Some(dead_path.clone())).with_topics(topics),
+            None => DeadLetters::new(Some(dead_path.clone())),
+        }),
     };
     let summary = pipeline::run(plan, options).map_err(|e| Failure {
         code: EXIT_JOB_FAILED,
@@ -208,8 +256,10 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
             limits: Default::default(),
         });
     }
-    if job.agents.is_empty() {
-        bail!("no agent to deploy: give an agent.wasm or a --config with [[agents]]");
+    if job.agents.is_empty() && job.sinks.is_empty() && args.outputs.is_empty() {
+        bail!(
+            "no agent to deploy: give an agent.wasm, a --config with [[agents]], or an --output to copy the input to"
+        );
     }
     if !args.settings.is_empty() {
         let [agent] = job.agents.as_mut_slice() else {
@@ -243,6 +293,10 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
             name,
             path: path.to_string(),
             format: args.input_format,
+            key_format: Default::default(),
+            metadata: Vec::new(),
+            dead_letter_topic: None,
+            max_record_bytes: None,
             schema: None,
             event_time_column: None,
             allowed_lateness_ms: 0,
@@ -258,6 +312,10 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
             stream,
             path: path.to_string(),
             format: None,
+            key_column: args
+                .output_key
+                .clone()
+                .filter(|_| kafka_topic(path).is_some()),
         });
     }
     if let Some(v) = args.max_rows {
@@ -281,8 +339,32 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
     if args.progress_secs.is_some() {
         job.progress_secs = args.progress_secs;
     }
+    args.broker.apply(&mut job.kafka)?;
+    if let Some(group) = &args.group {
+        job.kafka.group_id = Some(group.clone());
+    }
+    job.kafka.create_topics |= args.create_topics;
+    job.kafka.stop_at_end |= args.stop_at_end;
     job.validate()?;
     Ok(job)
+}
+
+impl BrokerArgs {
+    /// Puts the flags over the job file's `[kafka]` table.
+    pub fn apply(&self, kafka: &mut crate::kafka::KafkaConfig) -> Result<()> {
+        if let Some(broker) = &self.broker {
+            kafka.brokers = Some(broker.clone());
+        }
+        for property in &self.kafka_properties {
+            let (key, value) = property
+                .split_once('=')
+                .with_context(|| format!("-X `{property}`: expected KEY=VALUE"))?;
+            kafka
+                .properties
+                .insert(key.trim().to_string(), value.to_string());
+        }
+        Ok(())
+    }
 }
 
 /// The stream name an unnamed `--output PATH` stands for: the last agent's first output.

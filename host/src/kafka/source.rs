@@ -1,0 +1,294 @@
+//! Reading a topic as a consumer-group member: records batched per partition (in order) by
+//! size and linger, decoded, handed on with a hold on their offsets; offsets committed only
+//! once everything derived from them is settled (at-least-once).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use super::client::{KafkaConfig, LoggingContext};
+use super::decode::{DecodeSpec, Decoder, RawRecord};
+use crate::io::source::SourceBatch;
+use crate::io::{Batching, DeadLetter, DeadLetters};
+use crate::pipeline::OffsetTracker;
+
+/// A source bound to a topic.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceSpec {
+    pub topic: String,
+    pub group: String,
+    pub decode: DecodeSpec,
+    /// Where records that cannot be processed go (default `<topic>.dlq`).
+    pub dead_letter_topic: String,
+    /// Stop once every assigned partition has been read to its end.
+    pub stop_at_end: bool,
+    pub client: KafkaConfig,
+}
+
+/// Records of one partition waiting to become a batch.
+struct Pending {
+    records: Vec<RawRecord>,
+    since: Instant,
+}
+
+/// Consumes until `stop` is set, the downstream stages are gone, or (with `stop_at_end`) every
+/// assigned partition has been read to its end; then waits for every batch to settle and commits.
+pub fn run(
+    name: &str,
+    spec: &KafkaSourceSpec,
+    batching: Batching,
+    stop: &AtomicBool,
+    dead: &DeadLetters,
+    mut emit: Box<dyn FnMut(SourceBatch) -> bool + Send + '_>,
+) -> Result<()> {
+    let role = format!("source:{name}");
+    let consumer: BaseConsumer<LoggingContext> = spec
+        .client
+        .consumer_config(&spec.group)?
+        .set("enable.partition.eof", spec.stop_at_end.to_string())
+        .create_with_context(LoggingContext::new(role.clone()))
+        .with_context(|| format!("{role}: creating a Kafka consumer"))?;
+    consumer
+        .subscribe(&[&spec.topic])
+        .with_context(|| format!("{role}: subscribing to `{}`", spec.topic))?;
+    tracing::info!(
+        "{role}: consuming `{}` as group `{}`{}",
+        spec.topic,
+        spec.group,
+        if spec.stop_at_end {
+            " until caught up"
+        } else {
+            ""
+        }
+    );
+
+    let tracker = OffsetTracker::new();
+    let mut decoder = Decoder::new(spec.decode.clone())?;
+    let mut pending: BTreeMap<i32, Pending> = BTreeMap::new();
+    // Partitions whose end has been reached since their last record (with `stop_at_end`).
+    let mut at_end: HashSet<i32> = HashSet::new();
+    let commit_every = Duration::from_millis(spec.client.commit_interval_ms());
+    let mut last_commit = Instant::now();
+    let mut errors = ErrorLog::default();
+
+    let mut flush =
+        |partition: i32, records: Vec<RawRecord>, emit: &mut dyn FnMut(SourceBatch) -> bool| {
+            let Some(last) = records.last() else {
+                return true;
+            };
+            let ack = tracker.track(partition, last.offset);
+            let decoded = decoder.decode(partition, &records);
+            for (index, reason) in decoded.bad {
+                let record = &records[index];
+                dead.send(DeadLetter {
+                    reason,
+                    stage: role.clone(),
+                    input: name.to_string(),
+                    partition: partition as u32,
+                    offset: Some(record.offset),
+                    record: record.value.as_deref().map_or(Value::Null, |v| {
+                        Value::String(String::from_utf8_lossy(v).into_owned())
+                    }),
+                    raw: record.value.clone(),
+                    key: record.key.clone(),
+                    ack: Some(ack.clone()),
+                });
+            }
+            match decoded.batch {
+                Some(batch) => emit(SourceBatch {
+                    batch,
+                    partition: partition as u32,
+                    offsets: decoded.offsets.into(),
+                    watermark_ms: None,
+                    ack: Some(ack),
+                }),
+                None => true,
+            }
+        };
+
+    'consume: loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        let wait = pending
+            .values()
+            .map(|p| (p.since + batching.linger).saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        match consumer.poll(wait) {
+            Some(Ok(message)) => {
+                errors.recovered(&role);
+                let partition = message.partition();
+                at_end.remove(&partition);
+                let record = RawRecord {
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: message.timestamp().to_millis(),
+                    headers: message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                let slot = pending.entry(partition).or_insert_with(|| Pending {
+                    records: Vec::with_capacity(batching.max_rows.min(65536)),
+                    since: Instant::now(),
+                });
+                slot.records.push(record);
+                if slot.records.len() >= batching.max_rows {
+                    let records = pending.remove(&partition).expect("present").records;
+                    if !flush(partition, records, &mut *emit) {
+                        break 'consume;
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(err)) => errors.report(&role, &err),
+            None => {}
+        }
+        let due: Vec<i32> = pending
+            .iter()
+            .filter(|(_, p)| p.since.elapsed() >= batching.linger)
+            .map(|(partition, _)| *partition)
+            .collect();
+        for partition in due {
+            let records = pending.remove(&partition).expect("present").records;
+            if !flush(partition, records, &mut *emit) {
+                break 'consume;
+            }
+        }
+        if last_commit.elapsed() >= commit_every {
+            commit(
+                &consumer,
+                &spec.topic,
+                tracker.take_committable(),
+                CommitMode::Async,
+                &role,
+            );
+            last_commit = Instant::now();
+        }
+        if spec.stop_at_end && pending.is_empty() && !at_end.is_empty() {
+            let assignment = consumer.assignment()?;
+            let assigned: Vec<i32> = assignment
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            if !assigned.is_empty() && assigned.iter().all(|p| at_end.contains(p)) {
+                tracing::info!("{role}: every partition is read to its end");
+                break;
+            }
+        }
+    }
+    for (partition, slot) in std::mem::take(&mut pending) {
+        if !flush(partition, slot.records, &mut *emit) {
+            break;
+        }
+    }
+    drop(flush);
+    // Closing the stream lets the downstream stages drain and finish.
+    drop(emit);
+    settle_and_commit(&consumer, &spec.topic, &tracker, &role)
+}
+
+/// Waits until every batch handed on is settled, then commits what completed.
+fn settle_and_commit(
+    consumer: &BaseConsumer<LoggingContext>,
+    topic: &str,
+    tracker: &Arc<OffsetTracker>,
+    role: &str,
+) -> Result<()> {
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
+    }
+    let started = Instant::now();
+    let mut next_log = Duration::from_secs(5);
+    while tracker.pending() > 0 {
+        // Keeps the group membership alive; the partitions are paused, so nothing is read.
+        let _ = consumer.poll(Duration::from_millis(20));
+        if started.elapsed() >= next_log {
+            tracing::info!(
+                "{role}: waiting for {} batches to be delivered",
+                tracker.pending()
+            );
+            next_log += Duration::from_secs(5);
+        }
+    }
+    commit(
+        consumer,
+        topic,
+        Some(tracker.committable()),
+        CommitMode::Sync,
+        role,
+    );
+    let failed = tracker.failed_partitions();
+    if !failed.is_empty() {
+        tracing::warn!(
+            "{role}: offsets of partitions {failed:?} stop before records that were not delivered; they are read again on restart"
+        );
+    }
+    Ok(())
+}
+
+fn commit(
+    consumer: &BaseConsumer<LoggingContext>,
+    topic: &str,
+    offsets: Option<Vec<(i32, i64)>>,
+    mode: CommitMode,
+    role: &str,
+) {
+    let Some(offsets) = offsets.filter(|o| !o.is_empty()) else {
+        return;
+    };
+    let mut list = TopicPartitionList::with_capacity(offsets.len());
+    for (partition, offset) in &offsets {
+        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => tracing::debug!("{role}: committed {offsets:?}"),
+        Err(err) => tracing::warn!("{role}: committing offsets {offsets:?} failed: {err}"),
+    }
+}
+
+/// Consumer errors, logged when they start and when they clear rather than on every poll.
+#[derive(Default)]
+struct ErrorLog {
+    failing_since: Option<Instant>,
+    repeats: u64,
+}
+
+impl ErrorLog {
+    fn report(&mut self, role: &str, err: &rdkafka::error::KafkaError) {
+        self.repeats += 1;
+        if self.failing_since.is_none() || self.repeats.is_power_of_two() {
+            tracing::warn!("{role}: {err} (librdkafka retries with backoff)");
+        }
+        self.failing_since.get_or_insert_with(Instant::now);
+    }
+
+    fn recovered(&mut self, role: &str) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                "{role}: consuming again after {:.1} s of errors",
+                since.elapsed().as_secs_f64()
+            );
+            self.repeats = 0;
+        }
+    }
+}
