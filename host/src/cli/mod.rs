@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run agents over inputs until the inputs end or Ctrl-C (which drains cleanly).
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// Show what an agent component describes and which world it implements.
     Inspect(InspectArgs),
     /// List, create and describe Kafka topics (with a consumer group's lag).
@@ -149,7 +149,7 @@ impl Failure {
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Deploy(args) => deploy(args),
+        Command::Deploy(args) => deploy(*args),
         Command::Inspect(args) => inspect(args).map_err(|e| Failure::classify(e, EXIT_USAGE)),
         Command::Topics(command) => topics::execute(command).map_err(|error| Failure {
             code: EXIT_JOB_FAILED,

@@ -80,13 +80,13 @@ impl DeadLetters {
                 "dead letter #{n}: {}", letter.reason
             );
         }
-        let letter = match &self.topics {
-            Some(topics) => match topics.send(letter) {
-                Ok(()) => return,
-                Err(unrouted) => unrouted,
-            },
-            None => letter,
-        };
+        if self
+            .topics
+            .as_ref()
+            .is_some_and(|topics| topics.send(&letter))
+        {
+            return;
+        }
         let Some(path) = &self.path else { return };
         let mut writer = self.writer.lock().expect("dead-letter lock");
         if writer.is_none() {

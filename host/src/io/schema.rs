@@ -135,6 +135,16 @@ pub fn align_to_header(schema: &SchemaRef, header: &[String]) -> Result<SchemaRe
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// `name: type, …` for logs and errors.
+pub fn describe(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,14 +196,4 @@ mod tests {
         assert_eq!(names, ["a", "b", "c"]);
         assert!(align_to_header(&schema, &["a".into()]).is_err());
     }
-}
-
-/// `name: type, …` for logs and errors.
-pub fn describe(schema: &SchemaRef) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| format!("{}: {}", f.name(), f.data_type()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -42,10 +42,10 @@ impl DeadLetterTopics {
         })
     }
 
-    /// Produces `letter` if its source has a dead-letter topic; hands it back otherwise.
-    pub fn send(&self, letter: DeadLetter) -> Result<(), DeadLetter> {
+    /// Produces `letter` if its source has a dead-letter topic; `false` if it has none.
+    pub fn send(&self, letter: &DeadLetter) -> bool {
         let Some(route) = self.routes.get(&letter.input) else {
-            return Err(letter);
+            return false;
         };
         let partition = letter.partition.to_string();
         let offset = letter.offset.map(|o| o.to_string());
@@ -80,7 +80,7 @@ impl DeadLetterTopics {
                 ack.fail();
             }
         }
-        Ok(())
+        true
     }
 
     /// Waits until every dead letter is delivered.

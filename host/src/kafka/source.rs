@@ -201,7 +201,6 @@ pub fn run(
             break;
         }
     }
-    drop(flush);
     // Closing the stream lets the downstream stages drain and finish.
     drop(emit);
     settle_and_commit(&consumer, &spec.topic, &tracker, &role)
