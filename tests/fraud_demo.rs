@@ -1,66 +1,14 @@
 //! The fraud demo end to end on the embedded default: 100 000 generated transactions through
 //! `sabot-host deploy fraud.wasm`, compared alert for alert with an independent plain-Rust
-//! implementation of the rules written here.
+//! implementation of the rules (`support/fraud.rs`).
 
 mod support;
 
 use std::collections::HashMap;
 
 use sabot_fraud_gen::{GeneratorConfig, Transaction, generate, write_jsonl};
+use support::fraud::{Alert, reference_alerts};
 use support::{arg, guest, read_jsonl, run};
-
-/// (transaction_id, fraud_type, severity)
-type Alert = (i64, String, String);
-
-/// The rules as the issue states them, over each account's full history, with no shortcuts:
-/// velocity counts every earlier transaction in the window, the z-score is computed in two
-/// passes over all earlier amounts.
-fn reference_alerts(transactions: &[Transaction]) -> Vec<Alert> {
-    let mut history: HashMap<&str, Vec<&Transaction>> = HashMap::new();
-    let mut alerts = Vec::new();
-    for tx in transactions {
-        let earlier = history.entry(&tx.account_number).or_default();
-        let ts = tx.timestamp_ms;
-        let alert = |rule: &str, severity: &str| {
-            (tx.transaction_id, rule.to_string(), severity.to_string())
-        };
-
-        let in_window = earlier
-            .iter()
-            .filter(|e| e.timestamp_ms >= ts - 60_000 && e.timestamp_ms <= ts)
-            .count();
-        if in_window >= 2 {
-            alerts.push(alert("VELOCITY", "HIGH"));
-        }
-        if earlier.len() >= 5 {
-            let n = earlier.len() as f64;
-            let mean = earlier.iter().map(|e| e.transaction_amount).sum::<f64>() / n;
-            let var = earlier
-                .iter()
-                .map(|e| (e.transaction_amount - mean).powi(2))
-                .sum::<f64>()
-                / n;
-            let std = var.sqrt();
-            if std > 0.0 {
-                let z = (tx.transaction_amount - mean) / std;
-                if z.abs() > 3.0 {
-                    alerts.push(alert(
-                        "AMOUNT_ANOMALY",
-                        if z > 4.0 { "CRITICAL" } else { "HIGH" },
-                    ));
-                }
-            }
-        }
-        if let Some(previous) = earlier.last() {
-            let gap = ts - previous.timestamp_ms;
-            if previous.branch_city != tx.branch_city && (0..600_000).contains(&gap) {
-                alerts.push(alert("GEO_IMPOSSIBLE", "CRITICAL"));
-            }
-        }
-        earlier.push(tx);
-    }
-    alerts
-}
 
 #[test]
 fn fraud_alerts_equal_the_reference_on_100k_transactions() {

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod broker;
+pub mod fraud;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,13 +3,16 @@
 //! - `demo [N] [SEED]`: build everything and run the fraud demo on N generated transactions;
 //! - `test [ARGS]`: build the guest components, then run the whole test suite;
 //! - `bench [ARGS]`: build the guest components, then run the benchmarks;
-//! - `guests`: build the guest components for `wasm32-wasip2`.
+//! - `guests`: build the guest components for `wasm32-wasip2`;
+//! - `tansu`: make sure the test broker (tansu) is installed; print its path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod tansu;
 
 /// Guest crates built for wasm32-wasip2.
 const GUESTS: [&str; 4] = [
@@ -26,10 +29,13 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_str() {
         "guests" => build_guests().map(|dir| println!("{}", dir.display())),
+        "tansu" => tansu::ensure().map(|path| println!("{}", path.display())),
         "demo" => demo(&rest),
         "test" => with_guests("test", &rest),
         "bench" => with_guests("bench", &rest),
-        _ => bail!("usage: cargo xtask <demo [N] [SEED] | test [ARGS] | bench [ARGS] | guests>"),
+        _ => bail!(
+            "usage: cargo xtask <demo [N] [SEED] [--kafka] | test [ARGS] | bench [ARGS] | guests | tansu>"
+        ),
     }
 }
 
@@ -96,12 +102,15 @@ fn build_guests() -> Result<PathBuf> {
     Ok(target_dir().join(WASM_TARGET).join("release"))
 }
 
+/// Runs `cargo SUBCOMMAND` with the guests built and the test broker installed.
 fn with_guests(subcommand: &str, args: &[String]) -> Result<()> {
     let guests = build_guests()?;
+    let broker = tansu::ensure()?;
     run(cargo()
         .arg(subcommand)
         .args(args)
-        .env("SABOT_GUESTS", guests))
+        .env("SABOT_GUESTS", guests)
+        .env("SABOT_TANSU", broker))
 }
 
 fn demo(args: &[String]) -> Result<()> {

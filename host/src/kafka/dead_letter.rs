@@ -57,12 +57,15 @@ impl DeadLetterTopics {
         if let Some(offset) = &offset {
             record_headers = record_headers.insert(header(headers::SOURCE_OFFSET, offset));
         }
+        // The original bytes if there are any; a tombstone stays a tombstone; otherwise the
+        // row as JSON.
         let json;
-        let value: &[u8] = match &letter.raw {
-            Some(raw) => raw,
-            None => {
-                json = letter.record.to_string();
-                json.as_bytes()
+        let value: Option<&[u8]> = match (&letter.raw, &letter.record) {
+            (Some(raw), _) => Some(raw),
+            (None, serde_json::Value::Null) => None,
+            (None, record) => {
+                json = record.to_string();
+                Some(json.as_bytes())
             }
         };
         let pending = Arc::new(Pending {

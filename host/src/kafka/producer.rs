@@ -62,7 +62,8 @@ pub struct Producer {
 pub struct Outgoing<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    /// `None` sends a tombstone.
+    pub value: Option<&'a [u8]>,
     pub headers: Option<OwnedHeaders>,
 }
 
@@ -85,8 +86,10 @@ impl Producer {
 
     /// Queues one record; waits while the producer's queue is full (backpressure).
     pub fn send(&self, record: Outgoing<'_>, pending: &Arc<Pending>) -> Result<()> {
-        let mut base =
-            BaseRecord::with_opaque_to(record.topic, pending.clone()).payload(record.value);
+        let mut base = BaseRecord::with_opaque_to(record.topic, pending.clone());
+        if let Some(value) = record.value {
+            base = base.payload(value);
+        }
         if let Some(key) = record.key {
             base = base.key(key);
         }

@@ -100,7 +100,7 @@ impl Sink for KafkaSink {
             let record = Outgoing {
                 topic: &self.spec.topic,
                 key,
-                value,
+                value: Some(value),
                 headers: None,
             };
             self.producer
