@@ -4,6 +4,10 @@
 demo n="200000" seed="42":
     cargo demo {{n}} {{seed}}
 
+# The fraud demo end to end on Kafka (a local tansu broker unless broker= is given).
+demo-kafka n="200000" seed="42" broker="":
+    cargo demo {{n}} {{seed}} {{ if broker == "" { "--kafka" } else { "--broker " + broker } }}
+
 # The whole test suite (builds the guest components first).
 test:
     cargo xtask test

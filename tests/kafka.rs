@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use sabot_fraud_gen::{GeneratorConfig, generate};
-use support::broker::Broker;
+use support::broker::{Broker, KeyValue};
 use support::fraud::{Alert, reference_alerts};
 use support::{arg, guest, host, run, run_with};
 
@@ -242,6 +242,83 @@ fn a_host_killed_mid_stream_loses_no_record_after_restart() {
 }
 
 #[test]
+fn a_broker_that_stops_answering_for_a_while_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 3);
+    broker.create_topic("orders-out", 3);
+    let (filter, url) = (guest("filter"), broker.url());
+    let mut cmd = host(&[
+        "deploy",
+        filter.to_str().unwrap(),
+        "--broker",
+        &url,
+        "-i",
+        "kafka:orders",
+        "-o",
+        "kafka:orders-out",
+        "--group",
+        "freeze-test",
+        "--max-rows",
+        "500",
+        "--linger-ms",
+        "20",
+    ]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut job = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let total = 20_000u64;
+    let record = |id: u64| serde_json::json!({"id": id, "amount": id as f64}).to_string();
+    let produce = |ids: std::ops::Range<u64>| {
+        let values: Vec<String> = ids.map(record).collect();
+        broker.produce("orders", values.iter().map(|v| (None, Some(v.as_bytes()))));
+    };
+    produce(0..total / 2);
+    let started = Instant::now();
+    while broker.consume_all("orders-out").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing processed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.freeze();
+    std::thread::sleep(Duration::from_secs(8));
+    broker.thaw();
+    produce(total / 2..total);
+    while broker.consume_all("orders-out").len() < total as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job did not catch up after the broker came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    support::broker::signal(job.id(), "INT"); // Ctrl-C: drain, commit, exit 0
+    let status = job.wait().unwrap();
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let mut ids: Vec<u64> = broker
+        .consume_all("orders-out")
+        .iter()
+        .map(|r| r.json()["id"].as_u64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..total).collect::<Vec<_>>(),
+        "every record once: no loss, and no duplicate without a crash"
+    );
+    let ends = broker.end_offsets("orders");
+    assert_eq!(
+        committed(&broker, "orders", "freeze-test"),
+        ends.iter().map(|&e| Some(e)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn bad_records_on_a_topic_go_to_its_dead_letter_topic_and_the_rest_is_processed() {
     let broker = Broker::start();
     broker.create_topic("readings", 1);
@@ -253,7 +330,7 @@ fn bad_records_on_a_topic_go_to_its_dead_letter_topic_and_the_rest_is_processed(
     let good = |id: i64| format!(r#"{{"id": {id}, "amount": {id}.5}}"#);
     let (g0, g2, g4, g6, g8, g10) = (good(0), good(2), good(4), good(6), good(8), good(10));
     let bad_key = [0xffu8, 0xfe, 0x00];
-    let records: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
+    let records: Vec<KeyValue> = vec![
         (Some(b"k0"), Some(g0.as_bytes())),
         (Some(b"k1"), Some(b"{\"id\": 1, \"amount\": ")),
         (Some(b"k2"), Some(g2.as_bytes())),

@@ -28,6 +28,9 @@ pub struct Client {
     bootstrap: String,
 }
 
+/// A record to produce: key and value, each optional.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -109,6 +112,16 @@ impl Broker {
         broker
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing is answered.
+    pub fn freeze(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        signal(self.child.id(), "CONT");
+    }
+
     /// A client of this broker that can move to another thread.
     pub fn client(&self) -> Client {
         self.client.clone()
@@ -160,11 +173,7 @@ impl Client {
     }
 
     /// Produces `(key, value)` records and waits until all are acknowledged.
-    pub fn produce<'a>(
-        &self,
-        topic: &str,
-        records: impl IntoIterator<Item = (Option<&'a [u8]>, Option<&'a [u8]>)>,
-    ) {
+    pub fn produce<'a>(&self, topic: &str, records: impl IntoIterator<Item = KeyValue<'a>>) {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("enable.idempotence", "true")
@@ -276,4 +285,14 @@ impl Client {
             })
             .collect()
     }
+}
+
+/// Sends `SIG<name>` to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }

@@ -214,7 +214,7 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
 }
 
 fn report(summary: &Summary, dead_path: &std::path::Path) {
-    let rate = summary.records_in as f64 / summary.elapsed_secs.max(1e-9);
+    let rate = summary.records_in as f64 / summary.active_secs.max(1e-9);
     let outputs: Vec<String> = summary
         .per_stream
         .iter()

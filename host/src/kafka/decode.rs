@@ -184,11 +184,15 @@ impl Decoder {
             let value = records[i].value.as_deref().unwrap_or_default();
             // JSON allows line breaks only as whitespace between tokens: a record written
             // over several lines is still one record.
-            let line: Vec<u8> = value
-                .iter()
-                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-                .collect();
-            chunk.push(i as i64, &line);
+            if value.iter().any(|&b| b == b'\n' || b == b'\r') {
+                let line: Vec<u8> = value
+                    .iter()
+                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+                    .collect();
+                chunk.push(i as i64, &line);
+            } else {
+                chunk.push(i as i64, value);
+            }
         }
         if chunk.len() == 0 {
             return (None, Vec::new());

@@ -11,7 +11,7 @@ use sabot_ipc::Trust;
 use serde_json::Value;
 use tokio::sync::mpsc::Receiver;
 
-use super::envelope::{Envelope, Offsets, Outlet};
+use super::envelope::{Envelope, Offsets, Outlet, fail_queued};
 use super::graph::PlannedAgent;
 use super::metrics::{self, Metrics};
 use crate::io::dead_letter::rows_as_json;
@@ -68,6 +68,7 @@ impl AgentStage {
                 if let Some(ack) = ack {
                     ack.fail();
                 }
+                fail_queued(&mut input);
                 return Err(err);
             }
         }

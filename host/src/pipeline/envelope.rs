@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::ack::Ack;
 
@@ -75,6 +75,15 @@ impl Envelope {
             ..self.clone()
         };
         [part(0, mid), part(mid, rows - mid)]
+    }
+}
+
+/// Closes a stage's input after the stage failed: everything still queued is marked failed
+/// (so its offsets are not committed), and senders see the channel closed.
+pub fn fail_queued(input: &mut Receiver<Envelope>) {
+    input.close();
+    while let Ok(envelope) = input.try_recv() {
+        envelope.fail();
     }
 }
 
@@ -187,6 +196,23 @@ mod tests {
             tracker.failed_partitions(),
             vec![0],
             "an unsent batch is not committed"
+        );
+    }
+
+    #[test]
+    fn a_failed_stage_fails_what_it_had_queued() {
+        let tracker = super::super::ack::OffsetTracker::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        for partition in [0, 1] {
+            let mut queued = envelope(1);
+            queued.ack = Some(tracker.track(partition, 100));
+            tx.blocking_send(queued).unwrap();
+        }
+        fail_queued(&mut rx);
+        assert_eq!(tracker.failed_partitions(), vec![0, 1]);
+        assert!(
+            tx.blocking_send(envelope(1)).is_err(),
+            "senders see the input closed"
         );
     }
 

@@ -1,5 +1,6 @@
 //! Counters of a running job and its progress line.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -7,6 +8,8 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
+    /// When the first record was read (a Kafka source may wait seconds to join its group).
+    first_record: OnceLock<Instant>,
     /// Records read from sources.
     pub records_in: AtomicU64,
     /// Records written to sinks.
@@ -19,6 +22,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             started: Instant::now(),
+            first_record: OnceLock::new(),
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
@@ -32,6 +36,19 @@ pub fn add(counter: &AtomicU64, n: usize) {
 }
 
 impl Metrics {
+    /// Counts `n` records read from a source.
+    pub fn read(&self, n: usize) {
+        self.first_record.get_or_init(Instant::now);
+        add(&self.records_in, n);
+    }
+
+    /// Seconds since the first record was read (0 before).
+    pub fn active_secs(&self) -> f64 {
+        self.first_record
+            .get()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
+
     /// Seconds since the job started.
     pub fn elapsed_secs(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
@@ -43,7 +60,7 @@ impl Metrics {
         let records_in = self.records_in.load(Ordering::Relaxed);
         format!(
             "{records_in} records in ({:.0}/s), {} out, {dead_letters} dead letters, {} restarts, {:.1} s",
-            records_in as f64 / secs,
+            records_in as f64 / self.active_secs().max(1e-9),
             self.records_out.load(Ordering::Relaxed),
             self.restarts.load(Ordering::Relaxed),
             secs,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow};
 use tokio::sync::mpsc::{Receiver, channel};
 
 use super::agent_stage::AgentStage;
-use super::envelope::{Envelope, Offsets, Outlet};
+use super::envelope::{Envelope, Offsets, Outlet, fail_queued};
 use super::graph::Plan;
 use super::metrics::{self, Metrics};
 use crate::io::dead_letter::rows_as_json;
@@ -28,6 +28,8 @@ pub struct Summary {
     pub dead_letters: u64,
     pub restarts: u64,
     pub elapsed_secs: f64,
+    /// Seconds from the first record read to the end (excludes start-up and group joins).
+    pub active_secs: f64,
     /// Whether the run was stopped by a signal rather than the end of input.
     pub interrupted: bool,
 }
@@ -136,7 +138,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
         stages.push(spawn(format!("source:{}", spec.name), move || {
             let origin = outlet.stream.clone();
             let emit = move |b: SourceBatch| {
-                metrics::add(&metrics.records_in, b.batch.num_rows());
+                metrics.read(b.batch.num_rows());
                 outlet.send(Envelope {
                     stream: outlet.stream.clone(),
                     origin: origin.clone(),
@@ -179,6 +181,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
         dead_letters: dead.count(),
         restarts: metrics.restarts.load(Ordering::Relaxed),
         elapsed_secs: metrics.elapsed_secs(),
+        active_secs: metrics.active_secs(),
         interrupted: interrupted.load(Ordering::Relaxed),
     })
 }
@@ -265,6 +268,7 @@ fn run_sink(
             }
             Err(err) if err.is::<SinkFailure>() => {
                 envelope.fail();
+                fail_queued(&mut rx);
                 return Err(err.context(format!("output `{}` failed", spec.path)));
             }
             Err(err) => {
