@@ -8,6 +8,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 
 /// The `[kafka]` table of a job file (or `--broker` and friends on the command line).
@@ -74,7 +75,9 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
+            // End-of-partition events: a caught-up partition's batch is handed on at once
+            // instead of after the linger time, and bounded runs know when to stop.
+            .set("enable.partition.eof", "true")
             // A short session: a restarted job rejoins (and a dead one is replaced) within
             // seconds. librdkafka heartbeats from its own thread, so slow batches are fine.
             .set("session.timeout.ms", "6000")
@@ -171,6 +174,12 @@ impl ClientContext for LoggingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            return; // the end of a partition is an event the source handles, not an error
+        }
         // Broker connection trouble surfaces here; librdkafka reconnects on its own with
         // backoff, so this is a warning, not the end of the job.
         tracing::warn!(target: "kafka", "{}: {error}: {reason} (retrying with backoff)", self.role);

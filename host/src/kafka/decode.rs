@@ -182,17 +182,9 @@ impl Decoder {
         let mut chunk = LineChunk::default();
         for &i in candidates {
             let value = records[i].value.as_deref().unwrap_or_default();
-            // JSON allows line breaks only as whitespace between tokens: a record written
-            // over several lines is still one record.
-            if value.iter().any(|&b| b == b'\n' || b == b'\r') {
-                let line: Vec<u8> = value
-                    .iter()
-                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-                    .collect();
-                chunk.push(i as i64, &line);
-            } else {
-                chunk.push(i as i64, value);
-            }
+            // Records are delimited by the chunk's own bookkeeping, not by newlines, so a
+            // record written over several lines is still one record.
+            chunk.push(i as i64, value);
         }
         if chunk.len() == 0 {
             return (None, Vec::new());

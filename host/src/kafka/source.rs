@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::client::{KafkaConfig, LoggingContext};
-use super::decode::{DecodeSpec, Decoder, RawRecord};
+use super::decode::{DecodeSpec, Decoder, MetadataColumn, RawRecord};
 use crate::io::source::SourceBatch;
 use crate::io::{Batching, DeadLetter, DeadLetters};
 use crate::pipeline::OffsetTracker;
@@ -53,7 +53,6 @@ pub fn run(
     let consumer: BaseConsumer<LoggingContext> = spec
         .client
         .consumer_config(&spec.group)?
-        .set("enable.partition.eof", spec.stop_at_end.to_string())
         .create_with_context(LoggingContext::new(role.clone()))
         .with_context(|| format!("{role}: creating a Kafka consumer"))?;
     consumer
@@ -71,9 +70,10 @@ pub fn run(
     );
 
     let tracker = OffsetTracker::new();
+    let wants_headers = spec.decode.metadata.contains(&MetadataColumn::Headers);
     let mut decoder = Decoder::new(spec.decode.clone())?;
     let mut pending: BTreeMap<i32, Pending> = BTreeMap::new();
-    // Partitions whose end has been reached since their last record (with `stop_at_end`).
+    // Partitions whose end has been reached since their last record.
     let mut at_end: HashSet<i32> = HashSet::new();
     let commit_every = Duration::from_millis(spec.client.commit_interval_ms());
     let mut last_commit = Instant::now();
@@ -135,14 +135,13 @@ pub fn run(
                     key: message.key().map(<[u8]>::to_vec),
                     value: message.payload().map(<[u8]>::to_vec),
                     timestamp_ms: message.timestamp().to_millis(),
-                    headers: message
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    headers: match (wants_headers, message.headers()) {
+                        (true, Some(headers)) => headers
+                            .iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect(),
+                        _ => Vec::new(),
+                    },
                 };
                 let slot = pending.entry(partition).or_insert_with(|| Pending {
                     records: Vec::with_capacity(batching.max_rows.min(65536)),
@@ -157,7 +156,13 @@ pub fn run(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
+                // Caught up: nothing more to wait for, so the partition's batch goes now.
                 at_end.insert(partition);
+                if let Some(slot) = pending.remove(&partition)
+                    && !flush(partition, slot.records, &mut *emit)
+                {
+                    break 'consume;
+                }
             }
             Some(Err(err)) => errors.report(&role, &err),
             None => {}

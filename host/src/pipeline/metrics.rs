@@ -54,16 +54,18 @@ impl Metrics {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// One line: records in and out, rates, dead letters and restarts.
-    pub fn progress_line(&self, dead_letters: u64) -> String {
-        let secs = self.elapsed_secs().max(1e-9);
+    /// One line: records in (and the rate since `last`, which it then updates), out, dead
+    /// letters, restarts and time since start.
+    pub fn progress_line(&self, dead_letters: u64, last: &mut (Instant, u64)) -> String {
         let records_in = self.records_in.load(Ordering::Relaxed);
+        let interval = last.0.elapsed().as_secs_f64().max(1e-9);
+        let rate = records_in.saturating_sub(last.1) as f64 / interval;
+        *last = (Instant::now(), records_in);
         format!(
-            "{records_in} records in ({:.0}/s), {} out, {dead_letters} dead letters, {} restarts, {:.1} s",
-            records_in as f64 / self.active_secs().max(1e-9),
+            "{records_in} records in ({rate:.0}/s), {} out, {dead_letters} dead letters, {} restarts, {:.1} s",
             self.records_out.load(Ordering::Relaxed),
             self.restarts.load(Ordering::Relaxed),
-            secs,
+            self.elapsed_secs(),
         )
     }
 }

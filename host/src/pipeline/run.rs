@@ -227,9 +227,11 @@ fn supervise(
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(every);
                 ticks.tick().await;
+                let mut last = (std::time::Instant::now(), 0);
                 loop {
                     ticks.tick().await;
-                    tracing::info!("progress: {}", metrics.progress_line(dead.count()));
+                    let line = metrics.progress_line(dead.count(), &mut last);
+                    tracing::info!("progress: {line}");
                 }
             });
         }
