@@ -85,7 +85,11 @@ impl KafkaConfig {
             // Fetch in large chunks: batches of thousands of records are what agents want.
             .set("fetch.min.bytes", "1")
             .set("fetch.wait.max.ms", "50")
-            .set("queued.max.messages.kbytes", "65536");
+            .set("queued.max.messages.kbytes", "65536")
+            // When the local queue is full librdkafka pauses fetching for this long (default
+            // 1 s): with batches decoded between polls the queue fills often, and a long pause
+            // leaves the consumer idle (measured: 4× fewer records/s on tansu).
+            .set("fetch.queue.backoff.ms", "10");
         for (key, value) in &self.consumer {
             config.set(key, value);
         }
