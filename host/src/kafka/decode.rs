@@ -8,26 +8,10 @@ use arrow::array::{ArrayRef, BinaryBuilder, Int32Array, Int64Builder, RecordBatc
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Deserialize;
 
+use super::records::RecordBuf;
 use crate::io::Format;
 use crate::io::lines::{self, LineChunk};
 use crate::io::schema;
-
-/// A record as read from Kafka.
-#[derive(Debug, Clone, Default)]
-pub struct RawRecord {
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub timestamp_ms: Option<i64>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl RawRecord {
-    /// Bytes of key and value.
-    pub fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len)
-    }
-}
 
 /// How message keys are presented in the `_key` column.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -119,11 +103,11 @@ impl Decoder {
     }
 
     /// Decodes `records` of `partition`.
-    pub fn decode(&mut self, partition: i32, records: &[RawRecord]) -> Decoded {
+    pub fn decode(&mut self, partition: i32, records: &RecordBuf) -> Decoded {
         let mut bad = Vec::new();
         let mut candidates = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            match self.precheck(record) {
+        for i in 0..records.len() {
+            match self.precheck(records, i) {
                 Ok(()) => candidates.push(i),
                 Err(reason) => bad.push((i, reason)),
             }
@@ -144,26 +128,26 @@ impl Decoder {
         let batch = self.with_metadata(values, partition, records, &kept);
         Decoded {
             batch: Some(batch),
-            offsets: kept.iter().map(|&i| records[i].offset).collect(),
+            offsets: kept.iter().map(|&i| records.offset(i)).collect(),
             bad,
         }
     }
 
     /// Reasons a record is refused before its value is looked at.
-    fn precheck(&self, record: &RawRecord) -> Result<(), String> {
-        if record.size() > self.spec.max_record_bytes {
+    fn precheck(&self, records: &RecordBuf, i: usize) -> Result<(), String> {
+        let size = records.size(i);
+        if size > self.spec.max_record_bytes {
             return Err(format!(
-                "record of {} bytes exceeds the source's max_record_bytes ({})",
-                record.size(),
+                "record of {size} bytes exceeds the source's max_record_bytes ({})",
                 self.spec.max_record_bytes
             ));
         }
-        if record.value.is_none() && self.spec.format != Format::Raw {
+        if records.value(i).is_none() && self.spec.format != Format::Raw {
             return Err("null value (a tombstone); nothing to decode".into());
         }
         if self.spec.metadata.contains(&MetadataColumn::Key)
             && self.spec.key_format == KeyFormat::String
-            && let Some(key) = &record.key
+            && let Some(key) = records.key(i)
             && let Err(err) = std::str::from_utf8(key)
         {
             return Err(format!(
@@ -175,17 +159,24 @@ impl Decoder {
 
     fn decode_json(
         &mut self,
-        records: &[RawRecord],
+        records: &RecordBuf,
         candidates: &[usize],
         bad: &mut Vec<(usize, String)>,
     ) -> (Option<RecordBatch>, Vec<usize>) {
-        let mut chunk = LineChunk::default();
-        for &i in candidates {
-            let value = records[i].value.as_deref().unwrap_or_default();
-            // Records are delimited by the chunk's own bookkeeping, not by newlines, so a
-            // record written over several lines is still one record.
-            chunk.push(i as i64, value);
-        }
+        // Records are delimited by the chunk's own bookkeeping, not by newlines, so a record
+        // written over several lines is still one record. The common case (no record refused
+        // before decoding) decodes the buffer as it is.
+        let subset;
+        let chunk = if candidates.len() == records.len() {
+            records.values()
+        } else {
+            let mut some = LineChunk::default();
+            for &i in candidates {
+                some.push(i as i64, records.value(i).unwrap_or_default());
+            }
+            subset = some;
+            &subset
+        };
         if chunk.len() == 0 {
             return (None, Vec::new());
         }
@@ -203,7 +194,7 @@ impl Decoder {
             );
             return (None, Vec::new());
         };
-        let decoded = lines::decode_chunk(&lines::Json, schema, &chunk);
+        let decoded = lines::decode_chunk(&lines::Json, schema, chunk);
         bad.extend(
             decoded
                 .bad
@@ -216,14 +207,14 @@ impl Decoder {
 
     fn decode_ipc(
         &mut self,
-        records: &[RawRecord],
+        records: &RecordBuf,
         candidates: &[usize],
         bad: &mut Vec<(usize, String)>,
     ) -> (Option<RecordBatch>, Vec<usize>) {
         let mut batches = Vec::new();
         let mut kept = Vec::new();
         for &i in candidates {
-            let value = records[i].value.as_deref().unwrap_or_default();
+            let value = records.value(i).unwrap_or_default();
             match read_ipc(value) {
                 Ok(batch) => {
                     let expected = self.schema.get_or_insert_with(|| batch.schema());
@@ -256,7 +247,7 @@ impl Decoder {
         &self,
         values: RecordBatch,
         partition: i32,
-        records: &[RawRecord],
+        records: &RecordBuf,
         kept: &[usize],
     ) -> RecordBatch {
         if self.spec.metadata.is_empty() {
@@ -269,23 +260,23 @@ impl Decoder {
             .map(|f| f.as_ref().clone())
             .collect();
         let mut columns: Vec<ArrayRef> = values.columns().to_vec();
-        let rows = || kept.iter().map(|&i| &records[i]);
+        let rows = || kept.iter().copied();
         for column in &self.spec.metadata {
             fields.push(column.field(self.spec.key_format));
             columns.push(match column {
-                MetadataColumn::Key => key_column(rows(), self.spec.key_format),
+                MetadataColumn::Key => key_column(records, rows(), self.spec.key_format),
                 MetadataColumn::Timestamp => Arc::new(
                     rows()
-                        .map(|r| r.timestamp_ms)
+                        .map(|i| records.timestamp_ms(i))
                         .collect::<arrow::array::Int64Array>(),
                 ),
-                MetadataColumn::Headers => headers_column(rows()),
+                MetadataColumn::Headers => headers_column(records, rows()),
                 MetadataColumn::Partition => {
                     Arc::new(Int32Array::from(vec![partition; kept.len()]))
                 }
                 MetadataColumn::Offset => {
                     let mut offsets = Int64Builder::with_capacity(kept.len());
-                    offsets.extend(rows().map(|r| Some(r.offset)));
+                    offsets.extend(rows().map(|i| Some(records.offset(i))));
                     Arc::new(offsets.finish())
                 }
             });
@@ -295,10 +286,10 @@ impl Decoder {
     }
 }
 
-fn raw_values(records: &[RawRecord], candidates: &[usize]) -> RecordBatch {
+fn raw_values(records: &RecordBuf, candidates: &[usize]) -> RecordBatch {
     let mut values = BinaryBuilder::new();
     for &i in candidates {
-        values.append_option(records[i].value.as_deref());
+        values.append_option(records.value(i));
     }
     RecordBatch::try_from_iter([("value", Arc::new(values.finish()) as ArrayRef)])
         .expect("one binary column")
@@ -314,20 +305,24 @@ fn read_ipc(bytes: &[u8]) -> Result<RecordBatch, String> {
     arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())
 }
 
-fn key_column<'a>(rows: impl Iterator<Item = &'a RawRecord>, format: KeyFormat) -> ArrayRef {
+fn key_column(
+    records: &RecordBuf,
+    rows: impl Iterator<Item = usize>,
+    format: KeyFormat,
+) -> ArrayRef {
     match format {
         KeyFormat::String => {
             let mut keys = StringBuilder::new();
-            for r in rows {
+            for i in rows {
                 // Checked in `precheck`.
-                keys.append_option(r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()));
+                keys.append_option(records.key(i).and_then(|k| std::str::from_utf8(k).ok()));
             }
             Arc::new(keys.finish())
         }
         KeyFormat::Bytes => {
             let mut keys = BinaryBuilder::new();
-            for r in rows {
-                keys.append_option(r.key.as_deref());
+            for i in rows {
+                keys.append_option(records.key(i));
             }
             Arc::new(keys.finish())
         }
@@ -335,15 +330,15 @@ fn key_column<'a>(rows: impl Iterator<Item = &'a RawRecord>, format: KeyFormat) 
 }
 
 /// Headers as a JSON object of strings (non-UTF-8 values lossily converted), null if none.
-fn headers_column<'a>(rows: impl Iterator<Item = &'a RawRecord>) -> ArrayRef {
+fn headers_column(records: &RecordBuf, rows: impl Iterator<Item = usize>) -> ArrayRef {
     let mut headers = StringBuilder::new();
-    for r in rows {
-        if r.headers.is_empty() {
+    for i in rows {
+        if records.headers(i).is_empty() {
             headers.append_null();
             continue;
         }
-        let object: serde_json::Map<String, serde_json::Value> = r
-            .headers
+        let object: serde_json::Map<String, serde_json::Value> = records
+            .headers(i)
             .iter()
             .map(|(k, v)| {
                 let value = v.as_deref().map_or(serde_json::Value::Null, |v| {
@@ -362,14 +357,21 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray, Int64Array};
 
-    fn record(offset: i64, value: Option<&[u8]>) -> RawRecord {
-        RawRecord {
-            offset,
-            key: Some(format!("k{offset}").into_bytes()),
-            value: value.map(<[u8]>::to_vec),
-            timestamp_ms: Some(1000 + offset),
-            headers: vec![("h".into(), Some(b"v".to_vec()))],
+    /// Records at offsets from 10 (key `k<offset>`), or with the given key.
+    fn buffer(values: &[(Option<&[u8]>, Option<&[u8]>)]) -> RecordBuf {
+        let mut records = RecordBuf::default();
+        for (i, (key, value)) in values.iter().enumerate() {
+            let offset = 10 + i as i64;
+            let default_key = format!("k{offset}").into_bytes();
+            records.push(
+                offset,
+                Some(key.unwrap_or(&default_key)),
+                *value,
+                Some(1000 + offset),
+                vec![("h".into(), Some(b"v".to_vec()))],
+            );
         }
+        records
     }
 
     fn json_spec(metadata: Vec<MetadataColumn>) -> DecodeSpec {
@@ -391,16 +393,14 @@ mod tests {
         ]))
         .unwrap();
         let big = vec![b' '; 2000];
-        let mut bad_key = record(13, Some(br#"{"a": 4}"#));
-        bad_key.key = Some(vec![0xff, 0xfe]);
-        let records = vec![
-            record(10, Some(b"{\"a\":\n 1}")),
-            record(11, Some(b"{\"a\": ")),
-            record(12, None),
-            bad_key,
-            record(14, Some(&big)),
-            record(15, Some(br#"{"a": 2}"#)),
-        ];
+        let records = buffer(&[
+            (None, Some(b"{\"a\":\n 1}")),
+            (None, Some(b"{\"a\": ")),
+            (None, None),
+            (Some(&[0xff, 0xfe]), Some(br#"{"a": 4}"#)),
+            (None, Some(&big)),
+            (None, Some(br#"{"a": 2}"#)),
+        ]);
         let decoded = decoder.decode(0, &records);
         let batch = decoded.batch.unwrap();
         assert_eq!(decoded.offsets, vec![10, 15]);
@@ -437,7 +437,7 @@ mod tests {
             ..json_spec(vec![MetadataColumn::Partition])
         })
         .unwrap();
-        let decoded = decoder.decode(2, &[record(0, Some(b"\xff")), record(1, None)]);
+        let decoded = decoder.decode(2, &buffer(&[(None, Some(b"\xff")), (None, None)]));
         let batch = decoded.batch.unwrap();
         assert!(decoded.bad.is_empty());
         assert_eq!(batch.column(0).as_binary::<i32>().value(0), b"\xff");
@@ -473,16 +473,17 @@ mod tests {
             ..json_spec(vec![MetadataColumn::Offset])
         })
         .unwrap();
+        let (a, b) = (encode(&ints), encode(&other));
         let decoded = decoder.decode(
             0,
-            &[
-                record(5, Some(&encode(&ints))),
-                record(6, Some(&encode(&other))),
-                record(7, Some(b"garbage")),
-                record(8, Some(&encode(&ints))),
-            ],
+            &buffer(&[
+                (None, Some(&a)),
+                (None, Some(&b)),
+                (None, Some(b"garbage")),
+                (None, Some(&a)),
+            ]),
         );
-        assert_eq!(decoded.offsets, vec![5, 5, 8, 8]);
+        assert_eq!(decoded.offsets, vec![10, 10, 13, 13]);
         assert_eq!(decoded.batch.unwrap().num_rows(), 4);
         assert_eq!(
             decoded.bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(),

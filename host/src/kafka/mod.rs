@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod job;
 mod producer;
+pub mod records;
 pub mod sink;
 pub mod source;
 

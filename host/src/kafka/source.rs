@@ -15,7 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::client::{KafkaConfig, LoggingContext};
-use super::decode::{DecodeSpec, Decoder, MetadataColumn, RawRecord};
+use super::decode::{DecodeSpec, Decoder, MetadataColumn};
+use super::records::RecordBuf;
 use crate::io::source::SourceBatch;
 use crate::io::{Batching, DeadLetter, DeadLetters};
 use crate::pipeline::OffsetTracker;
@@ -35,7 +36,7 @@ pub struct KafkaSourceSpec {
 
 /// Records of one partition waiting to become a batch.
 struct Pending {
-    records: Vec<RawRecord>,
+    records: RecordBuf,
     since: Instant,
 }
 
@@ -80,25 +81,25 @@ pub fn run(
     let mut errors = ErrorLog::default();
 
     let mut flush =
-        |partition: i32, records: Vec<RawRecord>, emit: &mut dyn FnMut(SourceBatch) -> bool| {
-            let Some(last) = records.last() else {
+        |partition: i32, records: RecordBuf, emit: &mut dyn FnMut(SourceBatch) -> bool| {
+            let Some(last) = records.last_offset() else {
                 return true;
             };
-            let ack = tracker.track(partition, last.offset);
+            let ack = tracker.track(partition, last);
             let decoded = decoder.decode(partition, &records);
             for (index, reason) in decoded.bad {
-                let record = &records[index];
+                let value = records.value(index);
                 dead.send(DeadLetter {
                     reason,
                     stage: role.clone(),
                     input: name.to_string(),
                     partition: partition as u32,
-                    offset: Some(record.offset),
-                    record: record.value.as_deref().map_or(Value::Null, |v| {
+                    offset: Some(records.offset(index)),
+                    record: value.map_or(Value::Null, |v| {
                         Value::String(String::from_utf8_lossy(v).into_owned())
                     }),
-                    raw: record.value.clone(),
-                    key: record.key.clone(),
+                    raw: value.map(<[u8]>::to_vec),
+                    key: records.key(index).map(<[u8]>::to_vec),
                     ack: Some(ack.clone()),
                 });
             }
@@ -130,24 +131,24 @@ pub fn run(
                 errors.recovered(&role);
                 let partition = message.partition();
                 at_end.remove(&partition);
-                let record = RawRecord {
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    timestamp_ms: message.timestamp().to_millis(),
-                    headers: match (wants_headers, message.headers()) {
-                        (true, Some(headers)) => headers
-                            .iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                            .collect(),
-                        _ => Vec::new(),
-                    },
+                let headers = match (wants_headers, message.headers()) {
+                    (true, Some(headers)) => headers
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect(),
+                    _ => Vec::new(),
                 };
                 let slot = pending.entry(partition).or_insert_with(|| Pending {
-                    records: Vec::with_capacity(batching.max_rows.min(65536)),
+                    records: RecordBuf::default(),
                     since: Instant::now(),
                 });
-                slot.records.push(record);
+                slot.records.push(
+                    message.offset(),
+                    message.key(),
+                    message.payload(),
+                    message.timestamp().to_millis(),
+                    headers,
+                );
                 if slot.records.len() >= batching.max_rows {
                     let records = pending.remove(&partition).expect("present").records;
                     if !flush(partition, records, &mut *emit) {
