@@ -357,8 +357,11 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray, Int64Array};
 
-    /// Records at offsets from 10 (key `k<offset>`), or with the given key.
-    fn buffer(values: &[(Option<&[u8]>, Option<&[u8]>)]) -> RecordBuf {
+    /// (key, value); a `None` key means `k<offset>`.
+    type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+    /// Records at offsets from 10.
+    fn buffer(values: &[Record]) -> RecordBuf {
         let mut records = RecordBuf::default();
         for (i, (key, value)) in values.iter().enumerate() {
             let offset = 10 + i as i64;
