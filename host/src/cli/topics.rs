@@ -147,7 +147,11 @@ fn print_topic(info: &TopicInfo, group: Option<&str>) {
     if let Some(lag) = info.total_lag() {
         println!("total lag {lag}");
     }
-    if info.partitions.iter().any(|p| p.lag.is_some_and(|lag| lag < 0)) {
+    if info
+        .partitions
+        .iter()
+        .any(|p| p.lag.is_some_and(|lag| lag < 0))
+    {
         println!(
             "note: committed offsets past `high` mean the broker reports a stale end offset \
              (tansu 0.6 answers ListOffsets with the start of its last record batch)"

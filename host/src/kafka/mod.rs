@@ -7,6 +7,7 @@
 //! reconnects with backoff when a broker goes away; the stage threads poll it.
 
 pub mod admin;
+mod batcher;
 pub mod client;
 pub mod dead_letter;
 pub mod decode;

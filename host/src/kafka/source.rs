@@ -2,7 +2,7 @@
 //! size and linger, decoded, handed on with a hold on their offsets; offsets committed only
 //! once everything derived from them is settled (at-least-once).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
+use super::batcher::Batcher;
 use super::client::{KafkaConfig, LoggingContext};
 use super::decode::{DecodeSpec, Decoder, MetadataColumn};
 use super::records::RecordBuf;
@@ -32,12 +33,6 @@ pub struct KafkaSourceSpec {
     /// Stop once every assigned partition has been read to its end.
     pub stop_at_end: bool,
     pub client: KafkaConfig,
-}
-
-/// Records of one partition waiting to become a batch.
-struct Pending {
-    records: RecordBuf,
-    since: Instant,
 }
 
 /// Consumes until `stop` is set, the downstream stages are gone, or (with `stop_at_end`) every
@@ -70,63 +65,24 @@ pub fn run(
         }
     );
 
-    let tracker = OffsetTracker::new();
+    let mut handoff = Handoff {
+        name,
+        role: &role,
+        tracker: OffsetTracker::new(),
+        decoder: Decoder::new(spec.decode.clone())?,
+        dead,
+    };
     let wants_headers = spec.decode.metadata.contains(&MetadataColumn::Headers);
-    let mut decoder = Decoder::new(spec.decode.clone())?;
-    let mut pending: BTreeMap<i32, Pending> = BTreeMap::new();
+    let mut batcher = Batcher::new(batching);
     // Partitions whose end has been reached since their last record.
     let mut at_end: HashSet<i32> = HashSet::new();
     let commit_every = Duration::from_millis(spec.client.commit_interval_ms());
     let mut last_commit = Instant::now();
     let mut errors = ErrorLog::default();
 
-    let mut flush =
-        |partition: i32, records: RecordBuf, emit: &mut dyn FnMut(SourceBatch) -> bool| {
-            let Some(last) = records.last_offset() else {
-                return true;
-            };
-            let ack = tracker.track(partition, last);
-            let decoded = decoder.decode(partition, &records);
-            for (index, reason) in decoded.bad {
-                let value = records.value(index);
-                dead.send(DeadLetter {
-                    reason,
-                    stage: role.clone(),
-                    input: name.to_string(),
-                    partition: partition as u32,
-                    offset: Some(records.offset(index)),
-                    record: value.map_or(Value::Null, |v| {
-                        Value::String(String::from_utf8_lossy(v).into_owned())
-                    }),
-                    raw: value.map(<[u8]>::to_vec),
-                    key: records.key(index).map(<[u8]>::to_vec),
-                    ack: Some(ack.clone()),
-                });
-            }
-            match decoded.batch {
-                Some(batch) => emit(SourceBatch {
-                    batch,
-                    partition: partition as u32,
-                    offsets: decoded.offsets.into(),
-                    watermark_ms: None,
-                    ack: Some(ack),
-                }),
-                None => true,
-            }
-        };
-
-    'consume: loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let now = Instant::now();
-        let wait = pending
-            .values()
-            .map(|p| (p.since + batching.linger).saturating_duration_since(now))
-            .min()
-            .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
-        match consumer.poll(wait) {
+    'consume: while !stop.load(Ordering::Relaxed) {
+        let mut ready = Vec::new();
+        match consumer.poll(batcher.wait()) {
             Some(Ok(message)) => {
                 errors.recovered(&role);
                 let partition = message.partition();
@@ -138,78 +94,111 @@ pub fn run(
                         .collect(),
                     _ => Vec::new(),
                 };
-                let slot = pending.entry(partition).or_insert_with(|| Pending {
-                    records: RecordBuf::default(),
-                    since: Instant::now(),
+                let full = batcher.push(partition, |records| {
+                    records.push(
+                        message.offset(),
+                        message.key(),
+                        message.payload(),
+                        message.timestamp().to_millis(),
+                        headers,
+                    )
                 });
-                slot.records.push(
-                    message.offset(),
-                    message.key(),
-                    message.payload(),
-                    message.timestamp().to_millis(),
-                    headers,
-                );
-                if slot.records.len() >= batching.max_rows {
-                    let records = pending.remove(&partition).expect("present").records;
-                    if !flush(partition, records, &mut *emit) {
-                        break 'consume;
-                    }
-                }
+                ready.extend(full.map(|records| (partition, records)));
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 // Caught up: nothing more to wait for, so the partition's batch goes now.
                 at_end.insert(partition);
-                if let Some(slot) = pending.remove(&partition)
-                    && !flush(partition, slot.records, &mut *emit)
-                {
-                    break 'consume;
-                }
+                ready.extend(batcher.take(partition).map(|records| (partition, records)));
             }
             Some(Err(err)) => errors.report(&role, &err),
             None => {}
         }
-        let due: Vec<i32> = pending
-            .iter()
-            .filter(|(_, p)| p.since.elapsed() >= batching.linger)
-            .map(|(partition, _)| *partition)
-            .collect();
-        for partition in due {
-            let records = pending.remove(&partition).expect("present").records;
-            if !flush(partition, records, &mut *emit) {
+        ready.extend(batcher.due());
+        for (partition, records) in ready {
+            if !handoff.send(partition, records, &mut *emit) {
                 break 'consume;
             }
         }
         if last_commit.elapsed() >= commit_every {
-            commit(
-                &consumer,
-                &spec.topic,
-                tracker.take_committable(),
-                CommitMode::Async,
-                &role,
-            );
+            let offsets = handoff.tracker.take_committable();
+            commit(&consumer, &spec.topic, offsets, CommitMode::Async, &role);
             last_commit = Instant::now();
         }
-        if spec.stop_at_end && pending.is_empty() && !at_end.is_empty() {
-            let assignment = consumer.assignment()?;
-            let assigned: Vec<i32> = assignment
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            if !assigned.is_empty() && assigned.iter().all(|p| at_end.contains(p)) {
-                tracing::info!("{role}: every partition is read to its end");
-                break;
-            }
+        if spec.stop_at_end && batcher.is_empty() && all_caught_up(&consumer, &at_end)? {
+            tracing::info!("{role}: every partition is read to its end");
+            break;
         }
     }
-    for (partition, slot) in std::mem::take(&mut pending) {
-        if !flush(partition, slot.records, &mut *emit) {
+    for (partition, records) in batcher.drain() {
+        if !handoff.send(partition, records, &mut *emit) {
             break;
         }
     }
     // Closing the stream lets the downstream stages drain and finish.
     drop(emit);
-    settle_and_commit(&consumer, &spec.topic, &tracker, &role)
+    settle_and_commit(&consumer, &spec.topic, &handoff.tracker, &role)
+}
+
+/// Turns a partition's records into a batch for the next stage, with a hold on their
+/// offsets, and the records that cannot be decoded into dead letters.
+struct Handoff<'a> {
+    name: &'a str,
+    role: &'a str,
+    tracker: Arc<OffsetTracker>,
+    decoder: Decoder,
+    dead: &'a DeadLetters,
+}
+
+impl Handoff<'_> {
+    /// Returns `false` when the next stage is gone.
+    fn send(
+        &mut self,
+        partition: i32,
+        records: RecordBuf,
+        emit: &mut dyn FnMut(SourceBatch) -> bool,
+    ) -> bool {
+        let Some(last) = records.last_offset() else {
+            return true;
+        };
+        let ack = self.tracker.track(partition, last);
+        let decoded = self.decoder.decode(partition, &records);
+        for (index, reason) in decoded.bad {
+            let value = records.value(index);
+            self.dead.send(DeadLetter {
+                reason,
+                stage: self.role.to_string(),
+                input: self.name.to_string(),
+                partition: partition as u32,
+                offset: Some(records.offset(index)),
+                record: value.map_or(Value::Null, |v| {
+                    Value::String(String::from_utf8_lossy(v).into_owned())
+                }),
+                raw: value.map(<[u8]>::to_vec),
+                key: records.key(index).map(<[u8]>::to_vec),
+                ack: Some(ack.clone()),
+            });
+        }
+        match decoded.batch {
+            Some(batch) => emit(SourceBatch {
+                batch,
+                partition: partition as u32,
+                offsets: decoded.offsets.into(),
+                watermark_ms: None,
+                ack: Some(ack),
+            }),
+            None => true,
+        }
+    }
+}
+
+/// Whether every assigned partition has reported its end since its last record.
+fn all_caught_up(consumer: &BaseConsumer<LoggingContext>, at_end: &HashSet<i32>) -> Result<bool> {
+    if at_end.is_empty() {
+        return Ok(false);
+    }
+    let assignment = consumer.assignment()?;
+    let assigned = assignment.elements();
+    Ok(!assigned.is_empty() && assigned.iter().all(|e| at_end.contains(&e.partition())))
 }
 
 /// Waits until every batch handed on is settled, then commits what completed.
