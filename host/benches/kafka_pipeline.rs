@@ -117,18 +117,8 @@ fn sabot(
         },
         ..Default::default()
     };
-    job.sources.push(SourceConfig {
-        name: "transactions".into(),
-        path: format!("kafka:{INPUT}"),
-        format: None,
-        key_format: Default::default(),
-        metadata: Vec::new(),
-        dead_letter_topic: None,
-        max_record_bytes: None,
-        schema: None,
-        event_time_column: None,
-        allowed_lateness_ms: 0,
-    });
+    job.sources
+        .push(SourceConfig::new("transactions", &format!("kafka:{INPUT}")));
     let stream = match agent {
         Some(wasm) => {
             job.agents.push(AgentConfig {
@@ -185,15 +175,7 @@ fn main() {
     let broker = Broker::start();
     broker.create_topic(INPUT, 3);
     let transactions = generate(&GeneratorConfig::new(count, 42));
-    let encoded: Vec<(Vec<u8>, Vec<u8>)> = transactions
-        .iter()
-        .map(|t| {
-            (
-                t.account_number.clone().into_bytes(),
-                serde_json::to_vec(t).unwrap(),
-            )
-        })
-        .collect();
+    let encoded = support::fraud::keyed_by_account(&transactions);
     let bytes: usize = encoded.iter().map(|(k, v)| k.len() + v.len()).sum();
     broker.produce(
         INPUT,

@@ -186,6 +186,24 @@ pub struct SourceConfig {
     pub allowed_lateness_ms: i64,
 }
 
+impl SourceConfig {
+    /// A source `name` reading `path`, everything else at its default.
+    pub fn new(name: &str, path: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            path: path.to_string(),
+            format: None,
+            key_format: KeyFormat::default(),
+            metadata: Vec::new(),
+            dead_letter_topic: None,
+            max_record_bytes: None,
+            schema: None,
+            event_time_column: None,
+            allowed_lateness_ms: 0,
+        }
+    }
+}
+
 fn default_source_name() -> String {
     "input".into()
 }

@@ -56,3 +56,42 @@ pub fn reference_alerts(transactions: &[Transaction]) -> Vec<Alert> {
     }
     alerts
 }
+
+/// Asserts that two alert lists hold the same alerts (in any order), naming a few that are
+/// missing or extra.
+pub fn assert_same_alerts(mut got: Vec<Alert>, mut expected: Vec<Alert>) {
+    got.sort();
+    expected.sort();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|a| got.binary_search(a).is_err())
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|a| expected.binary_search(a).is_err())
+        .take(5)
+        .collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "alert count differs; missing e.g. {missing:?}, extra e.g. {extra:?}"
+    );
+    assert_eq!(
+        got, expected,
+        "missing e.g. {missing:?}, extra e.g. {extra:?}"
+    );
+}
+
+/// Each transaction as a Kafka record: (account number, JSON).
+pub fn keyed_by_account(transactions: &[Transaction]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    transactions
+        .iter()
+        .map(|t| {
+            (
+                t.account_number.clone().into_bytes(),
+                serde_json::to_vec(t).expect("a transaction is JSON"),
+            )
+        })
+        .collect()
+}

@@ -290,16 +290,8 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
             .unwrap_or_else(|| "input".to_string());
         job.sources.retain(|s| s.name != name);
         job.sources.push(SourceConfig {
-            name,
-            path: path.to_string(),
             format: args.input_format,
-            key_format: Default::default(),
-            metadata: Vec::new(),
-            dead_letter_topic: None,
-            max_record_bytes: None,
-            schema: None,
-            event_time_column: None,
-            allowed_lateness_ms: 0,
+            ..SourceConfig::new(&name, path)
         });
     }
     for output in &args.outputs {
