@@ -491,3 +491,31 @@ fn csv_on_stdin_infers_its_schema_from_the_header() {
         .collect();
     assert_eq!(ids(&rows), expected_ids(&input, 200.0));
 }
+
+#[test]
+fn without_an_agent_deploy_copies_its_input_to_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = records(25);
+    std::fs::write(dir.path().join("in.jsonl"), jsonl(&all)).unwrap();
+    let out = run(&[
+        "deploy",
+        "-i",
+        &arg(dir.path(), "in.jsonl"),
+        "-o",
+        &arg(dir.path(), "out.jsonl"),
+        "--max-rows",
+        "10",
+    ]);
+    out.assert_success();
+    let rows = read_jsonl(&dir.path().join("out.jsonl"));
+    assert_eq!(ids(&rows), (0..25).collect::<Vec<_>>());
+    assert_eq!(rows[3]["account"], "acct-3");
+
+    let nothing = run(&["deploy", "-i", &arg(dir.path(), "in.jsonl")]);
+    assert_eq!(
+        nothing.code,
+        Some(2),
+        "no agent and no output: {}",
+        nothing.stderr
+    );
+}
