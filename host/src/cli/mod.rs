@@ -45,7 +45,8 @@ pub enum Command {
 /// Where the Kafka cluster is.
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// Kafka bootstrap broker(s): kafka://HOST:PORT, comma-separated.
+    /// Kafka bootstrap broker(s): kafka://HOST:PORT, comma-separated (`topics` commands
+    /// default to kafka://localhost:9092).
     #[arg(long, env = "SABOT_BROKER", value_name = "kafka://HOST:PORT")]
     pub broker: Option<String>,
     /// librdkafka property for every Kafka client, KEY=VALUE (repeatable).
