@@ -294,6 +294,120 @@ fn a_broker_that_stops_answering_for_a_while_loses_nothing() {
     );
 }
 
+/// The count in a host's final summary line (`done: N records in …` or `stopped: …`).
+fn records_in(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(" records in ") && (l.contains("done:") || l.contains("stopped:")))
+        .unwrap_or_else(|| panic!("no summary line in:\n{log}"));
+    let after = ["done: ", "stopped: "]
+        .iter()
+        .find_map(|tag| line.split_once(tag))
+        .unwrap()
+        .1;
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_hosts_in_one_group_share_the_partitions_and_lose_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 4);
+    broker.create_topic("clicks-out", 4);
+    let (filter, url) = (guest("filter"), broker.url());
+    let start = |log: &tempfile::NamedTempFile| {
+        host(&[
+            "deploy",
+            filter.to_str().unwrap(),
+            "--broker",
+            &url,
+            "-i",
+            "kafka:clicks",
+            "-o",
+            "kafka:clicks-out",
+            "--group",
+            "shared",
+            "--max-rows",
+            "200",
+            "--linger-ms",
+            "20",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap()
+    };
+    let total = 20_000u64;
+    let client = broker.client();
+    let producer = std::thread::spawn(move || {
+        for chunk in 0..40 {
+            let values: Vec<(String, String)> = (chunk * 500..(chunk + 1) * 500)
+                .map(|id| {
+                    let value = serde_json::json!({"id": id, "amount": id as f64});
+                    (id.to_string(), value.to_string())
+                })
+                .collect();
+            client.produce(
+                "clicks",
+                values
+                    .iter()
+                    .map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))),
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let (log_a, log_b) = (
+        tempfile::NamedTempFile::new().unwrap(),
+        tempfile::NamedTempFile::new().unwrap(),
+    );
+    let mut a = start(&log_a);
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = start(&log_b);
+    producer.join().unwrap();
+    let started = Instant::now();
+    let distinct = || {
+        let mut ids: Vec<u64> = broker
+            .consume_all("clicks-out")
+            .iter()
+            .map(|r| r.json()["id"].as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    while distinct().len() < total as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the two hosts did not process everything"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for job in [&a, &b] {
+        support::broker::signal(job.id(), "INT");
+    }
+    let (status_a, status_b) = (a.wait().unwrap(), b.wait().unwrap());
+    let (log_a, log_b) = (
+        std::fs::read_to_string(log_a.path()).unwrap(),
+        std::fs::read_to_string(log_b.path()).unwrap(),
+    );
+    assert_eq!(status_a.code(), Some(0), "{log_a}");
+    assert_eq!(status_b.code(), Some(0), "{log_b}");
+    assert_eq!(distinct(), (0..total).collect::<Vec<_>>());
+    let (in_a, in_b) = (records_in(&log_a), records_in(&log_b));
+    assert!(
+        in_a > 0 && in_b > 0,
+        "both hosts got partitions: {in_a} and {in_b} records"
+    );
+    eprintln!(
+        "two hosts: {in_a} + {in_b} records read, {} outputs for {total} records",
+        broker.consume_all("clicks-out").len()
+    );
+    let ends = broker.end_offsets("clicks");
+    assert_eq!(
+        committed(&broker, "clicks", "shared"),
+        ends.iter().map(|&e| Some(e)).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn bad_records_on_a_topic_go_to_its_dead_letter_topic_and_the_rest_is_processed() {
     let broker = Broker::start();
