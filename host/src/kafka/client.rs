@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
@@ -190,28 +190,8 @@ impl ClientContext for LoggingContext {
     }
 }
 
-impl ConsumerContext for LoggingContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let describe = |list: &rdkafka::TopicPartitionList| {
-            list.elements()
-                .iter()
-                .map(|e| format!("{}[{}]", e.topic(), e.partition()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match rebalance {
-            Rebalance::Assign(list) => {
-                tracing::info!(target: "kafka", "{}: assigned {}", self.role, describe(list))
-            }
-            Rebalance::Revoke(list) => {
-                tracing::info!(target: "kafka", "{}: revoked {}", self.role, describe(list))
-            }
-            Rebalance::Error(err) => {
-                tracing::warn!(target: "kafka", "{}: rebalance error: {err}", self.role)
-            }
-        }
-    }
-}
+/// Metadata and admin clients never join a group; sources use [`super::group::GroupContext`].
+impl ConsumerContext for LoggingContext {}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ mod batcher;
 pub mod client;
 pub mod dead_letter;
 pub mod decode;
+mod group;
 pub mod job;
 mod producer;
 pub mod records;

@@ -15,8 +15,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::batcher::Batcher;
-use super::client::{KafkaConfig, LoggingContext};
+use super::client::KafkaConfig;
 use super::decode::{DecodeSpec, Decoder, MetadataColumn};
+use super::group::GroupContext;
 use super::records::RecordBuf;
 use crate::io::source::SourceBatch;
 use crate::io::{Batching, DeadLetter, DeadLetters};
@@ -46,10 +47,11 @@ pub fn run(
     mut emit: Box<dyn FnMut(SourceBatch) -> bool + Send + '_>,
 ) -> Result<()> {
     let role = format!("source:{name}");
-    let consumer: BaseConsumer<LoggingContext> = spec
+    let tracker = OffsetTracker::new();
+    let consumer: BaseConsumer<GroupContext> = spec
         .client
         .consumer_config(&spec.group)?
-        .create_with_context(LoggingContext::new(role.clone()))
+        .create_with_context(GroupContext::new(&role, &spec.topic, tracker.clone()))
         .with_context(|| format!("{role}: creating a Kafka consumer"))?;
     consumer
         .subscribe(&[&spec.topic])
@@ -68,7 +70,7 @@ pub fn run(
     let mut handoff = Handoff {
         name,
         role: &role,
-        tracker: OffsetTracker::new(),
+        tracker,
         decoder: Decoder::new(spec.decode.clone())?,
         dead,
     };
@@ -82,7 +84,13 @@ pub fn run(
 
     'consume: while !stop.load(Ordering::Relaxed) {
         let mut ready = Vec::new();
-        match consumer.poll(batcher.wait()) {
+        let polled = consumer.poll(batcher.wait());
+        // Records of partitions given to another member are read again by that member.
+        for partition in consumer.context().take_revoked() {
+            batcher.take(partition);
+            at_end.remove(&partition);
+        }
+        match polled {
             Some(Ok(message)) => {
                 errors.recovered(&role);
                 let partition = message.partition();
@@ -192,7 +200,7 @@ impl Handoff<'_> {
 }
 
 /// Whether every assigned partition has reported its end since its last record.
-fn all_caught_up(consumer: &BaseConsumer<LoggingContext>, at_end: &HashSet<i32>) -> Result<bool> {
+fn all_caught_up(consumer: &BaseConsumer<GroupContext>, at_end: &HashSet<i32>) -> Result<bool> {
     if at_end.is_empty() {
         return Ok(false);
     }
@@ -203,7 +211,7 @@ fn all_caught_up(consumer: &BaseConsumer<LoggingContext>, at_end: &HashSet<i32>)
 
 /// Waits until every batch handed on is settled, then commits what completed.
 fn settle_and_commit(
-    consumer: &BaseConsumer<LoggingContext>,
+    consumer: &BaseConsumer<GroupContext>,
     topic: &str,
     tracker: &Arc<OffsetTracker>,
     role: &str,
@@ -241,7 +249,7 @@ fn settle_and_commit(
 }
 
 fn commit(
-    consumer: &BaseConsumer<LoggingContext>,
+    consumer: &BaseConsumer<GroupContext>,
     topic: &str,
     offsets: Option<Vec<(i32, i64)>>,
     mode: CommitMode,
