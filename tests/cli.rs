@@ -378,6 +378,16 @@ fn csv_arrow_and_parquet_inputs() {
 
 #[test]
 fn ctrl_c_drains_what_was_read_and_exits_cleanly() {
+    stop_with_signal("INT");
+}
+
+#[test]
+fn sigterm_drains_what_was_read_and_exits_cleanly() {
+    stop_with_signal("TERM");
+}
+
+/// Sends `SIG<signal>` to a job whose input is still open, after it processed what it read.
+fn stop_with_signal(signal: &str) {
     use std::io::{BufRead, Write};
     use std::process::Stdio;
     use std::sync::{Arc, Mutex};
@@ -430,7 +440,7 @@ fn ctrl_c_drains_what_was_read_and_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -441,7 +451,7 @@ fn ctrl_c_drains_what_was_read_and_exits_cleanly() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "sabot-host did not stop after SIGINT"
+            "sabot-host did not stop after SIG{signal}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };

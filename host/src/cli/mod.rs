@@ -33,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run agents over inputs until the inputs end or Ctrl-C (which drains cleanly).
+    /// Run agents over inputs until the inputs end or Ctrl-C / SIGTERM (which drain cleanly).
     Deploy(Box<DeployArgs>),
     /// Show what an agent component describes and which world it implements.
     Inspect(InspectArgs),
@@ -85,7 +85,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub create_topics: bool,
     /// Stop once every Kafka input partition has been read to its end (a bounded run);
-    /// otherwise Kafka inputs are read until Ctrl-C.
+    /// otherwise Kafka inputs are read until Ctrl-C or SIGTERM.
     #[arg(long)]
     pub stop_at_end: bool,
     /// Agent configuration `KEY=VALUE` (single agent; use the job file for several).

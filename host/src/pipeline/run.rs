@@ -210,16 +210,17 @@ fn supervise(
     runtime.block_on(async {
         let (stop, interrupted) = (stop.clone(), interrupted.clone());
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!(
-                    "interrupted: no more input is read; draining (press Ctrl-C again to abort)"
-                );
-                interrupted.store(true, Ordering::Relaxed);
-                stop.store(true, Ordering::Relaxed);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::error!("aborted");
-                    std::process::exit(130);
-                }
+            let Some(signal) = stop_signal().await else {
+                return;
+            };
+            tracing::warn!(
+                "interrupted ({signal}): no more input is read; draining (a second signal aborts)"
+            );
+            interrupted.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+            if let Some(signal) = stop_signal().await {
+                tracing::error!("aborted ({signal})");
+                std::process::exit(130);
             }
         });
         if let Some(every) = progress_every {
@@ -251,6 +252,17 @@ fn supervise(
         });
         joined.await.map_err(|e| anyhow!("joining stages: {e}"))?
     })
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, the signals that ask a job to stop; `None` if
+/// neither can be listened for.
+async fn stop_signal() -> Option<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok()?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.ok().map(|()| "Ctrl-C"),
+        _ = terminate.recv() => Some("SIGTERM"),
+    }
 }
 
 fn run_sink(
