@@ -51,6 +51,7 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// A client of the cluster `kafka` names (connections are made on first use).
     pub fn connect(kafka: &KafkaConfig) -> Result<Self> {
         let metadata = kafka
             .admin_config()?

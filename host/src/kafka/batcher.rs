@@ -23,6 +23,7 @@ pub struct Batcher {
 }
 
 impl Batcher {
+    /// A batcher with nothing pending.
     pub fn new(batching: Batching) -> Self {
         Self {
             batching,
@@ -81,6 +82,7 @@ impl Batcher {
             .min(IDLE_WAIT)
     }
 
+    /// Whether no partition has pending records.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

@@ -150,6 +150,7 @@ pub struct LoggingContext {
 }
 
 impl LoggingContext {
+    /// A context for a client used as `role`.
     pub fn new(role: impl Into<String>) -> Self {
         Self { role: role.into() }
     }

@@ -35,6 +35,7 @@ pub struct DeadLetterTopics {
 }
 
 impl DeadLetterTopics {
+    /// Dead-letter topics for the sources in `routes` (by source stream), with one producer.
     pub fn new(kafka: &KafkaConfig, routes: HashMap<String, Route>) -> Result<Self> {
         Ok(Self {
             producer: Producer::new(kafka, "dead-letters")?,

@@ -22,6 +22,7 @@ pub struct GroupContext {
 }
 
 impl GroupContext {
+    /// The context of the consumer of `topic`, whose completed offsets `tracker` knows.
     pub fn new(role: &str, topic: &str, tracker: Arc<OffsetTracker>) -> Self {
         Self {
             log: LoggingContext::new(role),
@@ -36,6 +37,7 @@ impl GroupContext {
         std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
     }
 
+    /// The source's name in logs, e.g. `source:transactions`.
     pub fn role(&self) -> &str {
         &self.log.role
     }

@@ -42,14 +42,17 @@ impl RecordBuf {
         self.headers.push(headers);
     }
 
+    /// Number of records.
     pub fn len(&self) -> usize {
         self.offsets.len()
     }
 
+    /// Whether there are no records.
     pub fn is_empty(&self) -> bool {
         self.offsets.is_empty()
     }
 
+    /// Offset of record `i`.
     pub fn offset(&self, i: usize) -> i64 {
         self.offsets[i]
     }
@@ -59,19 +62,23 @@ impl RecordBuf {
         self.offsets.last().copied()
     }
 
+    /// Value of record `i`; `None` for a null value (tombstone).
     pub fn value(&self, i: usize) -> Option<&[u8]> {
         (!self.null_values[i]).then(|| self.values.line(i))
     }
 
+    /// Key of record `i`; `None` for a null key.
     pub fn key(&self, i: usize) -> Option<&[u8]> {
         let (start, end) = self.key_spans[i]?;
         Some(&self.keys[start..end])
     }
 
+    /// Message timestamp of record `i`, in ms.
     pub fn timestamp_ms(&self, i: usize) -> Option<i64> {
         self.timestamps[i]
     }
 
+    /// Headers of record `i` (empty unless the source keeps headers).
     pub fn headers(&self, i: usize) -> &[(String, Option<Vec<u8>>)] {
         &self.headers[i]
     }

@@ -32,6 +32,7 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
+    /// A sink for `stream` producing to the topic `spec` names.
     pub fn open(spec: &KafkaSinkSpec, stream: &str) -> Result<Self> {
         if !matches!(spec.format, Format::Jsonl | Format::Raw | Format::Ipc) {
             bail!(
