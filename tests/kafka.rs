@@ -527,6 +527,57 @@ fn bad_records_on_a_topic_go_to_its_dead_letter_topic_and_the_rest_is_processed(
 }
 
 #[test]
+fn the_event_time_watermark_of_a_kafka_source_reaches_the_agent() {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    let values: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"id": {i}, "ts": {}}}"#, 1000 + i))
+        .collect();
+    broker.produce("events", values.iter().map(|v| (None, Some(v.as_bytes()))));
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            r#"
+            [batch]
+            max_rows = 10
+            [kafka]
+            brokers = "{}"
+            stop_at_end = true
+            [[sources]]
+            name = "events"
+            path = "kafka:events"
+            event_time_column = "ts"
+            allowed_lateness_ms = 3
+            [[agents]]
+            wasm = "{}"
+            config = {{ mode = "probe", trigger_offset = "15" }}
+            [[sinks]]
+            stream = "out"
+            path = "null:"
+            "#,
+            broker.url(),
+            guest("faults").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["deploy", "-c", job.to_str().unwrap()]);
+    out.assert_success();
+    // The batch holding offset 15 (ts 1015) has a watermark of at least 1015 - 3; batches
+    // hold at most 10 records, so its newest event time is at most 1019.
+    let watermark: i64 = out
+        .stderr
+        .split("probe: input=records watermark=Some(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no watermark reached the agent:\n{}", out.stderr))
+        .parse()
+        .unwrap();
+    assert!((1012..=1016).contains(&watermark), "watermark {watermark}");
+}
+
+#[test]
 fn a_missing_topic_is_a_clear_error_unless_topics_are_created() {
     let broker = Broker::start();
     let (filter, url) = (guest("filter"), broker.url());

@@ -6,6 +6,7 @@ pub(crate) mod lines;
 pub mod schema;
 pub mod sink;
 pub mod source;
+pub mod watermark;
 
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use format::Format;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use arrow::array::{Array, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use serde_json::Value;
 
 use super::lines::{self, Batching, LineChunk, LineFormat};
+use super::watermark::Watermark;
 use super::{DeadLetter, DeadLetters, Format, schema};
 
 /// Where a source reads from and how.
@@ -53,7 +54,7 @@ pub fn run(
     dead: &DeadLetters,
     emit: &mut dyn FnMut(SourceBatch) -> bool,
 ) -> Result<()> {
-    let mut watermark = Watermark::new(spec);
+    let mut watermark = Watermark::new(spec.event_time_column.clone(), spec.allowed_lateness_ms);
     let mut emit = |batch: RecordBatch, offsets: Arc<[i64]>| -> bool {
         let watermark_ms = watermark.advance(&batch);
         emit(SourceBatch {
@@ -231,34 +232,6 @@ fn emit_sliced(
         }
     }
     Ok(())
-}
-
-/// Event-time watermark of one source: newest event time seen, minus the allowed lateness.
-struct Watermark<'a> {
-    column: Option<&'a str>,
-    lateness_ms: i64,
-    current: Option<i64>,
-}
-
-impl<'a> Watermark<'a> {
-    fn new(spec: &'a SourceSpec) -> Self {
-        Self {
-            column: spec.event_time_column.as_deref(),
-            lateness_ms: spec.allowed_lateness_ms,
-            current: None,
-        }
-    }
-
-    fn advance(&mut self, batch: &RecordBatch) -> Option<i64> {
-        let column = batch.column_by_name(self.column?)?;
-        let as_i64 = arrow::compute::cast(column, &DataType::Int64).ok()?;
-        let values = as_i64.as_any().downcast_ref::<arrow::array::Int64Array>()?;
-        if let Some(newest) = arrow::compute::max(values) {
-            let candidate = newest - self.lateness_ms;
-            self.current = Some(self.current.map_or(candidate, |w| w.max(candidate)));
-        }
-        self.current
-    }
 }
 
 /// Checks that a source can be opened, for an early, clear error.

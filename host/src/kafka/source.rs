@@ -20,6 +20,7 @@ use super::decode::{DecodeSpec, Decoder, MetadataColumn};
 use super::group::GroupContext;
 use super::records::RecordBuf;
 use crate::io::source::SourceBatch;
+use crate::io::watermark::PartitionedWatermark;
 use crate::io::{Batching, DeadLetter, DeadLetters};
 use crate::pipeline::OffsetTracker;
 
@@ -33,6 +34,9 @@ pub struct KafkaSourceSpec {
     pub dead_letter_topic: String,
     /// Stop once every assigned partition has been read to its end.
     pub stop_at_end: bool,
+    /// Column holding event time in ms, for watermarks, and how far they trail it.
+    pub event_time_column: Option<String>,
+    pub allowed_lateness_ms: i64,
     pub client: KafkaConfig,
 }
 
@@ -72,6 +76,10 @@ pub fn run(
         role: &role,
         tracker,
         decoder: Decoder::new(spec.decode.clone())?,
+        watermark: PartitionedWatermark::new(
+            spec.event_time_column.clone(),
+            spec.allowed_lateness_ms,
+        ),
         dead,
     };
     let wants_headers = spec.decode.metadata.contains(&MetadataColumn::Headers);
@@ -154,6 +162,7 @@ struct Handoff<'a> {
     role: &'a str,
     tracker: Arc<OffsetTracker>,
     decoder: Decoder,
+    watermark: PartitionedWatermark,
     dead: &'a DeadLetters,
 }
 
@@ -188,10 +197,10 @@ impl Handoff<'_> {
         }
         match decoded.batch {
             Some(batch) => emit(SourceBatch {
+                watermark_ms: self.watermark.advance(partition, &batch),
                 batch,
                 partition: partition as u32,
                 offsets: decoded.offsets.into(),
-                watermark_ms: None,
                 ack: Some(ack),
             }),
             None => true,

@@ -200,12 +200,6 @@ fn kafka_source(
     if topic.is_empty() {
         bail!("source `{}`: `kafka:` needs a topic name", source.name);
     }
-    if source.event_time_column.is_some() {
-        bail!(
-            "source `{}`: watermarks from Kafka sources are not supported yet",
-            source.name
-        );
-    }
     kafka.bootstrap()?;
     Ok(Some(KafkaSourceSpec {
         topic: topic.to_string(),
@@ -222,6 +216,8 @@ fn kafka_source(
             .clone()
             .unwrap_or_else(|| format!("{topic}.dlq")),
         stop_at_end: kafka.stop_at_end,
+        event_time_column: source.event_time_column.clone(),
+        allowed_lateness_ms: source.allowed_lateness_ms,
         client: kafka.clone(),
     }))
 }
