@@ -1,6 +1,7 @@
 //! The fraud demo end to end on the embedded default: 100 000 generated transactions through
 //! `sabot-host deploy fraud.wasm`, compared alert for alert with an independent plain-Rust
-//! implementation of the rules (`support/fraud.rs`).
+//! implementation of the rules (`support/fraud.rs`), with the per-account state in each of the
+//! host's state backends.
 
 mod support;
 
@@ -12,6 +13,16 @@ use support::{arg, guest, read_jsonl, run};
 
 #[test]
 fn fraud_alerts_equal_the_reference_on_100k_transactions() {
+    fraud_alerts_equal_the_reference(&[]);
+}
+
+#[test]
+fn fraud_alerts_equal_the_reference_with_state_in_rocksdb() {
+    fraud_alerts_equal_the_reference(&["--state", "rocksdb"]);
+}
+
+/// Runs the demo with `state_args` (the state dir, when used, goes into the temp dir).
+fn fraud_alerts_equal_the_reference(state_args: &[&str]) {
     let transactions = generate(&GeneratorConfig::new(100_000, 2024));
     let dir = tempfile::tempdir().unwrap();
     write_jsonl(
@@ -21,17 +32,33 @@ fn fraud_alerts_equal_the_reference_on_100k_transactions() {
     .unwrap();
 
     let fraud = guest("fraud");
-    let out = run(&[
+    let (input, output) = (
+        format!("transactions={}", arg(dir.path(), "tx.jsonl")),
+        format!("alerts={}", arg(dir.path(), "alerts.jsonl")),
+    );
+    let (dead, state_dir) = (arg(dir.path(), "dead.jsonl"), arg(dir.path(), "state"));
+    let mut args = vec![
         "deploy",
         fraud.to_str().unwrap(),
         "-i",
-        &format!("transactions={}", arg(dir.path(), "tx.jsonl")),
+        &input,
         "-o",
-        &format!("alerts={}", arg(dir.path(), "alerts.jsonl")),
+        &output,
         "--dead-letter",
-        &arg(dir.path(), "dead.jsonl"),
-    ]);
+        &dead,
+        "--state-dir",
+        &state_dir,
+    ];
+    args.extend_from_slice(state_args);
+    let out = run(&args);
     out.assert_success();
+    let backend = state_args.last().copied().unwrap_or("memory");
+    assert!(
+        out.stderr
+            .contains(&format!("state backend: {}", backend_label(backend))),
+        "the run does not say it used the {backend} backend:\n{}",
+        out.stderr
+    );
     assert!(
         !dir.path().join("dead.jsonl").exists(),
         "no dead letters expected"
@@ -83,5 +110,13 @@ fn fraud_alerts_equal_the_reference_on_100k_transactions() {
         let tx = by_id[&row["transaction_id"].as_i64().unwrap()];
         assert_eq!(row["account_number"], tx.account_number.as_str());
         assert_eq!(row["timestamp_ms"], tx.timestamp_ms);
+    }
+}
+
+/// How the host's start-up log names a backend.
+fn backend_label(backend: &str) -> &'static str {
+    match backend {
+        "rocksdb" => "RocksDB",
+        _ => "memory",
     }
 }

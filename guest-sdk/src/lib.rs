@@ -28,6 +28,9 @@
 //! export_agent!(BigSpenders);
 //! ```
 //!
+//! Keyed state lives in the host: a [`Table`] survives instance replacement, and its writes
+//! count only when `process` succeeds.
+//!
 //! A returned [`Error`] reaches the host as a typed error (retryable, bad data or fatal); only a
 //! panic traps, and the host then replaces the instance.
 
@@ -39,6 +42,7 @@ mod config;
 mod error;
 mod info;
 pub mod log;
+pub mod state;
 
 #[doc(hidden)]
 pub mod __private;
@@ -49,11 +53,12 @@ pub use columns::BatchExt;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use info::{AgentInfo, ConfigKey, StreamSpec};
+pub use state::Table;
 
 /// Everything an agent usually needs, including the common Arrow types and kernels.
 pub mod prelude {
     pub use crate::export_agent;
-    pub use crate::{Agent, AgentInfo, BatchExt, Config, Context, Emitter, Error, Result};
+    pub use crate::{Agent, AgentInfo, BatchExt, Config, Context, Emitter, Error, Result, Table};
     pub use arrow::array::{
         Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     };

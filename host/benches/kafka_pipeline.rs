@@ -26,6 +26,7 @@ use sabot_host::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig};
 use sabot_host::io::{Batching, DeadLetters};
 use sabot_host::kafka::KafkaConfig;
 use sabot_host::pipeline::{self, RunOptions};
+use sabot_host::state::StateConfig;
 use sabot_host::wasm::Runtime;
 use support::broker::Broker;
 
@@ -150,6 +151,8 @@ fn sabot(
             channel_capacity: job.batch.channel_capacity,
             progress_every: None,
             dead_letters: Arc::new(DeadLetters::new(None).with_topics(topics)),
+            state: StateConfig::default(),
+            checkpoints: None,
         },
     )
     .unwrap();

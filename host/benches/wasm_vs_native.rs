@@ -13,6 +13,7 @@ use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::gt_eq;
 use arrow::datatypes::{DataType, Field, Schema};
+use sabot_host::state::MemoryBackend;
 use sabot_host::wasm::{AgentComponent, AgentInstance, BatchContext, Limits, Runtime};
 use sabot_ipc::Trust;
 
@@ -93,7 +94,11 @@ fn instance(runtime: &Runtime, file: &str, config: &[(&str, &str)]) -> AgentInst
 /// An initialised instance of an already compiled component.
 fn instantiate(component: &AgentComponent, config: &[(&str, &str)]) -> AgentInstance {
     let mut agent = component
-        .instantiate(Arc::from("bench"), &Limits::default())
+        .instantiate(
+            Arc::from("bench"),
+            &Limits::default(),
+            Some(Arc::new(MemoryBackend::default())),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let config: Vec<(String, String)> = config
         .iter()

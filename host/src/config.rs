@@ -26,6 +26,14 @@
 //! path = "alerts.jsonl"
 //! ```
 //!
+//! Agents keep keyed state in the host, in memory unless `[state]` says otherwise:
+//!
+//! ```toml
+//! [state]
+//! backend = "rocksdb"    # or "memory" (the default)
+//! dir = "sabot-state"    # RocksDB's directory
+//! ```
+//!
 //! A path `kafka:TOPIC` binds a source or sink to a Kafka topic; the `[kafka]` table (or
 //! `--broker`) says where the cluster is:
 //!
@@ -50,8 +58,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::io::Format;
 use crate::kafka::{KafkaConfig, KeyFormat, MetadataColumn};
+use crate::state::StateConfig;
 use crate::wasm::{Grants, MAX_MEMORY_CAP};
 
 /// A whole job.
@@ -73,6 +83,12 @@ pub struct JobConfig {
     /// The Kafka cluster of `kafka:` sources and sinks.
     #[serde(default)]
     pub kafka: KafkaConfig,
+    /// Where agents keep their keyed state.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Checkpoints of state and source positions.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -278,8 +294,15 @@ impl JobConfig {
         if let Some(dead) = &mut self.dead_letter {
             *dead = dir.join(&*dead);
         }
-        if let Some(cache) = &mut self.cache_dir {
-            *cache = dir.join(&*cache);
+        for path in [
+            self.cache_dir.as_mut(),
+            self.state.dir.as_mut(),
+            self.checkpoint.dir.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = dir.join(&*path);
         }
     }
 

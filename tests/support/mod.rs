@@ -13,10 +13,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Guest crates and the file each builds.
-const GUESTS: [(&str, &str); 4] = [
+const GUESTS: [(&str, &str); 5] = [
     ("sabot-agent-filter", "sabot_agent_filter.wasm"),
     ("sabot-agent-fraud", "sabot_agent_fraud.wasm"),
     ("sabot-agent-faults", "sabot_agent_faults.wasm"),
+    ("sabot-agent-counter", "sabot_agent_counter.wasm"),
     ("sabot-not-an-agent", "sabot-not-an-agent.wasm"),
 ];
 
@@ -59,7 +60,7 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Path of a guest component: `filter`, `fraud`, `faults` or `not-an-agent`.
+/// Path of a guest component: `filter`, `fraud`, `faults`, `counter` or `not-an-agent`.
 pub fn guest(name: &str) -> PathBuf {
     let file = GUESTS
         .iter()

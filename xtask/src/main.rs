@@ -16,10 +16,11 @@ mod demo;
 mod tansu;
 
 /// Guest crates built for wasm32-wasip2.
-const GUESTS: [&str; 4] = [
+const GUESTS: [&str; 5] = [
     "sabot-agent-filter",
     "sabot-agent-fraud",
     "sabot-agent-faults",
+    "sabot-agent-counter",
     "sabot-not-an-agent",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";

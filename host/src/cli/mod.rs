@@ -6,11 +6,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod checkpoints;
 mod topics;
 
+use crate::checkpoint::{CheckpointStore, verify};
 use crate::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig, kafka_topic};
 use crate::io::{Batching, DeadLetters, Format};
-use crate::pipeline::{self, RunOptions, Summary};
+use crate::pipeline::{self, Checkpointing, RunOptions, Summary};
+use crate::state::StateKind;
 use crate::wasm::{self, LoadError, Runtime};
 
 /// Exit code of a bad invocation or configuration (also clap's).
@@ -40,6 +43,9 @@ pub enum Command {
     /// List, create and describe Kafka topics (with a consumer group's lag).
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// List, inspect and read the checkpoints of a job.
+    #[command(subcommand)]
+    Checkpoints(checkpoints::CheckpointsCommand),
 }
 
 /// Where the Kafka cluster is.
@@ -88,6 +94,11 @@ pub struct DeployArgs {
     /// otherwise Kafka inputs are read until Ctrl-C or SIGTERM.
     #[arg(long)]
     pub stop_at_end: bool,
+    /// Exactly-once Kafka output: one transaction per checkpoint, committed with the input
+    /// offsets (needs --checkpoint-dir and Kafka inputs; consumers read with
+    /// isolation.level=read_committed).
+    #[arg(long)]
+    pub exactly_once: bool,
     /// Agent configuration `KEY=VALUE` (single agent; use the job file for several).
     #[arg(short, long = "set", value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
@@ -115,6 +126,22 @@ pub struct DeployArgs {
     /// Seconds between progress lines; 0 turns them off [default: 5].
     #[arg(long)]
     pub progress_secs: Option<u64>,
+    /// Where agents keep their keyed state [default: memory].
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub state: Option<StateKind>,
+    /// Directory of the RocksDB state backend [default: sabot-state].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Take checkpoints into DIR, and restore the newest complete one found there on start.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Milliseconds between checkpoints [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Restore this checkpoint (a `chk-…` directory) instead of the newest; checkpoints go
+    /// on into its parent directory unless --checkpoint-dir says otherwise.
+    #[arg(long, value_name = "PATH")]
+    pub from_checkpoint: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +183,9 @@ pub fn execute(cli: Cli) -> Result<(), Failure> {
             code: EXIT_JOB_FAILED,
             error,
         }),
+        Command::Checkpoints(command) => {
+            checkpoints::execute(command).map_err(|e| Failure::classify(e, EXIT_USAGE))
+        }
     }
 }
 
@@ -205,6 +235,8 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
             Some(topics) => DeadLetters::new(Some(dead_path.clone())).with_topics(topics),
             None => DeadLetters::new(Some(dead_path.clone())),
         }),
+        state: job.state.clone(),
+        checkpoints: checkpointing(&job, &plan, args.from_checkpoint.as_deref()).map_err(usage)?,
     };
     let summary = pipeline::run(plan, options).map_err(|e| Failure {
         code: EXIT_JOB_FAILED,
@@ -212,6 +244,72 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
     })?;
     report(&summary, &dead_path);
     Ok(())
+}
+
+/// The job's checkpoints, and the checkpoint it restores: `from` if given; else, with
+/// exactly-once output, the one whose offsets the broker has committed; else the newest
+/// complete one in the directory (damaged ones are logged and skipped).
+fn checkpointing(
+    job: &JobConfig,
+    plan: &pipeline::Plan,
+    from: Option<&std::path::Path>,
+) -> Result<Option<Checkpointing>> {
+    let exactly_once = job.kafka.exactly_once;
+    let Some(dir) = &job.checkpoint.dir else {
+        if exactly_once {
+            bail!("--exactly-once needs checkpoints: give --checkpoint-dir (or [checkpoint] dir)");
+        }
+        return Ok(None);
+    };
+    if exactly_once {
+        if let Some(source) = plan.sources.iter().find(|s| s.kafka.is_none()) {
+            bail!(
+                "--exactly-once needs every input on Kafka; `{}` reads {} (its position cannot be committed with the output)",
+                source.name,
+                source.path
+            );
+        }
+        if !plan.sinks.iter().any(|s| s.kafka.is_some()) {
+            bail!("--exactly-once needs a Kafka output");
+        }
+    }
+    let store = CheckpointStore::open(
+        dir,
+        job.checkpoint.keep.max(if exactly_once { 2 } else { 1 }),
+    )?;
+    let restore = match from {
+        Some(path) => {
+            let manifest = verify(path)
+                .with_context(|| format!("checkpoint {} is not usable", path.display()))?;
+            Some((path.to_path_buf(), manifest))
+        }
+        None if exactly_once => crate::kafka::recovery::committed_checkpoint(&store, plan)?,
+        None => store.latest()?,
+    };
+    match &restore {
+        Some((path, manifest)) => tracing::info!(
+            "restoring checkpoint {} ({}): {} agents' state, {} sources' positions",
+            manifest.id,
+            path.display(),
+            manifest.agents.len(),
+            manifest.sources.len()
+        ),
+        None => tracing::info!(
+            "no checkpoint in {}: starting from scratch (state empty)",
+            dir.display()
+        ),
+    }
+    tracing::info!(
+        "checkpoints every {} ms into {} (keeping {})",
+        job.checkpoint.interval().as_millis(),
+        dir.display(),
+        job.checkpoint.keep
+    );
+    Ok(Some(Checkpointing {
+        store,
+        interval: job.checkpoint.interval(),
+        restore,
+    }))
 }
 
 fn report(summary: &Summary, dead_path: &std::path::Path) {
@@ -326,8 +424,24 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
     if let Some(dir) = &args.cache_dir {
         job.cache_dir = Some(dir.clone());
     }
+    if let Some(kind) = args.state {
+        job.state.backend = kind;
+    }
+    if let Some(dir) = &args.state_dir {
+        job.state.dir = Some(dir.clone());
+    }
     if let Some(dead) = &args.dead_letter {
         job.dead_letter = Some(dead.clone());
+    }
+    if let Some(dir) = &args.checkpoint_dir {
+        job.checkpoint.dir = Some(dir.clone());
+    } else if let Some(parent) = args.from_checkpoint.as_deref().and_then(|p| p.parent()) {
+        job.checkpoint
+            .dir
+            .get_or_insert_with(|| parent.to_path_buf());
+    }
+    if let Some(ms) = args.checkpoint_interval_ms {
+        job.checkpoint.interval_ms = ms;
     }
     if args.progress_secs.is_some() {
         job.progress_secs = args.progress_secs;
@@ -338,6 +452,7 @@ fn job_from_args(args: &DeployArgs) -> Result<JobConfig> {
     }
     job.kafka.create_topics |= args.create_topics;
     job.kafka.stop_at_end |= args.stop_at_end;
+    job.kafka.exactly_once |= args.exactly_once;
     job.validate()?;
     Ok(job)
 }

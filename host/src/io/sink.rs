@@ -33,6 +33,16 @@ pub trait Sink: Send {
     /// Writes one batch. `ack` is the hold on its source offsets, for sinks that settle them
     /// only once the batch is durably written; others let it go on return.
     fn write(&mut self, batch: &RecordBatch, ack: Option<&Ack>) -> Result<()>;
+    /// Pushes what was written so far out of the host's buffers (at a checkpoint barrier):
+    /// to the file, or to the broker and its acknowledgement.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// After barrier `id` has been acknowledged: waits until the checkpoint is committed (or
+    /// given up), for sinks whose output becomes visible only then.
+    fn await_checkpoint(&mut self, _id: u64) -> Result<()> {
+        Ok(())
+    }
     /// Flushes and closes the output.
     fn finish(&mut self) -> Result<()>;
 }
@@ -81,6 +91,9 @@ struct JsonSink(arrow::json::LineDelimitedWriter<Out>);
 impl Sink for JsonSink {
     fn write(&mut self, batch: &RecordBatch, _ack: Option<&Ack>) -> Result<()> {
         Ok(self.0.write(batch)?)
+    }
+    fn flush(&mut self) -> Result<()> {
+        Ok(self.0.get_mut().flush()?)
     }
     fn finish(&mut self) -> Result<()> {
         self.0.finish()?;

@@ -29,6 +29,9 @@ pub struct SourceSpec {
     pub event_time_column: Option<String>,
     /// How far behind the newest event time the watermark stays.
     pub allowed_lateness_ms: i64,
+    /// Offset (line number or row index) of the first record to hand on: a job restored from
+    /// a checkpoint skips what came before it.
+    pub resume_from: i64,
     /// Set when the source is a Kafka topic (`path` is then `kafka:TOPIC`).
     pub kafka: Option<crate::kafka::KafkaSourceSpec>,
 }
@@ -56,6 +59,18 @@ pub fn run(
 ) -> Result<()> {
     let mut watermark = Watermark::new(spec.event_time_column.clone(), spec.allowed_lateness_ms);
     let mut emit = |batch: RecordBatch, offsets: Arc<[i64]>| -> bool {
+        // Offsets ascend: what comes before the resume point is a prefix of the batch.
+        let skip = offsets.partition_point(|&o| o < spec.resume_from);
+        if skip == offsets.len() {
+            return true;
+        }
+        let (batch, offsets) = match skip {
+            0 => (batch, offsets),
+            _ => (
+                batch.slice(skip, batch.num_rows() - skip),
+                offsets[skip..].into(),
+            ),
+        };
         let watermark_ms = watermark.advance(&batch);
         emit(SourceBatch {
             batch,
@@ -134,14 +149,14 @@ fn run_lines(
             }
         }
         let Some(schema) = &schema else {
-            for i in 0..chunk.len() {
+            for i in (0..chunk.len()).filter(|&i| chunk.numbers[i] >= spec.resume_from) {
                 let raw = String::from_utf8_lossy(chunk.line(i)).into_owned();
                 dead.send(bad_line(spec, chunk.numbers[i], raw, "not a JSON object".into()));
             }
             return true;
         };
         let decoded = lines::decode_chunk(format, schema, &chunk);
-        for bad in decoded.bad {
+        for bad in decoded.bad.into_iter().filter(|b| b.number >= spec.resume_from) {
             dead.send(bad_line(spec, bad.number, bad.raw, bad.reason));
         }
         match decoded.batch {

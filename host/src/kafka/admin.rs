@@ -1,6 +1,7 @@
 //! Topic administration and consumer-group offsets: what `sabot-host topics` shows and does,
 //! and the topic checks of `deploy`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -157,6 +158,20 @@ impl Admin {
             name: topic.to_string(),
             partitions,
         })
+    }
+
+    /// The offsets `group` has committed on `topic`, by partition (partitions without a
+    /// commit are left out).
+    pub fn group_offsets(&self, topic: &str, group: &str) -> Result<BTreeMap<i32, i64>> {
+        let Some(count) = self.partitions(topic)? else {
+            bail!("no topic `{topic}` (see `sabot-host topics list`)")
+        };
+        Ok(self
+            .committed(topic, count, group)?
+            .into_iter()
+            .enumerate()
+            .filter_map(|(p, o)| Some((p as i32, o?)))
+            .collect())
     }
 
     /// The offsets `group` committed on each partition of `topic`.

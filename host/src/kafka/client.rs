@@ -30,6 +30,13 @@ pub struct KafkaConfig {
     /// otherwise consume until stopped.
     #[serde(default)]
     pub stop_at_end: bool,
+    /// Exactly-once output (`--exactly-once`): Kafka outputs are written in one transaction
+    /// per checkpoint, committed with the input offsets. Needs checkpoints and Kafka inputs.
+    #[serde(default)]
+    pub exactly_once: bool,
+    /// `transactional.id` of the exactly-once producer [default: `<group>.sabot-txn`]. It
+    /// must stay the same across restarts of the job, and differ between jobs.
+    pub transactional_id: Option<String>,
     /// librdkafka properties for every client, e.g. `"security.protocol" = "ssl"`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

@@ -2,6 +2,7 @@
 //! away, the offsets completed on them are committed (so the new owner repeats as little as
 //! possible); the source learns which partitions it lost and drops their pending records.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::ClientContext;
@@ -17,19 +18,29 @@ use crate::pipeline::OffsetTracker;
 pub struct GroupContext {
     log: LoggingContext,
     topic: String,
-    tracker: Arc<OffsetTracker>,
+    tracker: Option<Arc<OffsetTracker>>,
     revoked: Mutex<Vec<i32>>,
+    /// A rebalance has happened since the last [`GroupContext::take_rebalanced`].
+    rebalanced: AtomicBool,
 }
 
 impl GroupContext {
-    /// The context of the consumer of `topic`, whose completed offsets `tracker` knows.
-    pub fn new(role: &str, topic: &str, tracker: Arc<OffsetTracker>) -> Self {
+    /// The context of the consumer of `topic`, whose completed offsets `tracker` knows (and
+    /// commits before partitions are taken away; `None` commits nothing then).
+    pub fn new(role: &str, topic: &str, tracker: Option<Arc<OffsetTracker>>) -> Self {
         Self {
             log: LoggingContext::new(role),
             topic: topic.to_string(),
             tracker,
             revoked: Mutex::new(Vec::new()),
+            rebalanced: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the group's assignment changed since the last call (the group membership, its
+    /// generation, is then new).
+    pub fn take_rebalanced(&self) -> bool {
+        self.rebalanced.swap(false, Ordering::Relaxed)
     }
 
     /// Partitions taken away since the last call.
@@ -59,7 +70,12 @@ impl ConsumerContext for GroupContext {
         };
         let lost: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
         let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in self.tracker.committable() {
+        let committable = self
+            .tracker
+            .as_ref()
+            .map(|t| t.committable())
+            .unwrap_or_default();
+        for (partition, offset) in committable {
             if lost.contains(&partition) {
                 let _ =
                     offsets.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
@@ -82,6 +98,7 @@ impl ConsumerContext for GroupContext {
                 .join(", ")
         };
         let role = self.role();
+        self.rebalanced.store(true, Ordering::Relaxed);
         match rebalance {
             Rebalance::Assign(list) => {
                 tracing::info!(target: "kafka", "{role}: assigned {}", describe(list))

@@ -15,8 +15,10 @@ mod group;
 pub mod job;
 mod producer;
 pub mod records;
+pub mod recovery;
 pub mod sink;
 pub mod source;
+pub mod transaction;
 
 pub use admin::{Admin, TopicInfo};
 pub use client::KafkaConfig;
@@ -25,3 +27,4 @@ pub use decode::{DecodeSpec, KeyFormat, MetadataColumn};
 pub use job::{MissingTopic, prepare};
 pub use sink::{KafkaSink, KafkaSinkSpec};
 pub use source::KafkaSourceSpec;
+pub use transaction::{TXN_HEADER, Transactions};

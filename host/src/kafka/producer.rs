@@ -110,6 +110,11 @@ impl Producer {
         }
     }
 
+    /// The librdkafka producer, for transaction calls.
+    pub fn inner(&self) -> &ThreadedProducer<DeliveryContext> {
+        &self.inner
+    }
+
     /// The first failed delivery, if any.
     pub fn failure(&self) -> Option<String> {
         self.inner

@@ -10,6 +10,7 @@ use arrow::datatypes::DataType;
 
 use super::client::KafkaConfig;
 use super::producer::{Outgoing, Pending, Producer};
+use super::transaction::Transactions;
 use crate::io::Format;
 use crate::io::sink::{Sink, SinkFailure};
 use crate::pipeline::Ack;
@@ -28,12 +29,32 @@ pub struct KafkaSinkSpec {
 /// A running Kafka sink.
 pub struct KafkaSink {
     spec: KafkaSinkSpec,
-    producer: Producer,
+    producer: SinkProducer,
+}
+
+/// The sink's own idempotent producer, or the job's transactional one (exactly-once).
+enum SinkProducer {
+    Own(Producer),
+    Transactional(Arc<Transactions>),
+}
+
+impl SinkProducer {
+    fn get(&self) -> &Producer {
+        match self {
+            SinkProducer::Own(producer) => producer,
+            SinkProducer::Transactional(transactions) => transactions.producer(),
+        }
+    }
 }
 
 impl KafkaSink {
-    /// A sink for `stream` producing to the topic `spec` names.
-    pub fn open(spec: &KafkaSinkSpec, stream: &str) -> Result<Self> {
+    /// A sink for `stream` producing to the topic `spec` names, inside the job's
+    /// `transactions` when its output is exactly-once.
+    pub fn open(
+        spec: &KafkaSinkSpec,
+        stream: &str,
+        transactions: Option<Arc<Transactions>>,
+    ) -> Result<Self> {
         if !matches!(spec.format, Format::Jsonl | Format::Raw | Format::Ipc) {
             bail!(
                 "Kafka outputs are JSON (`jsonl`), `raw` or Arrow `ipc`, not `{:?}`",
@@ -45,9 +66,13 @@ impl KafkaSink {
                 "an Arrow IPC output sends one message per batch and cannot be keyed by a column"
             );
         }
+        let producer = match transactions {
+            Some(transactions) => SinkProducer::Transactional(transactions),
+            None => SinkProducer::Own(Producer::new(&spec.client, &format!("sink:{stream}"))?),
+        };
         Ok(Self {
             spec: spec.clone(),
-            producer: Producer::new(&spec.client, &format!("sink:{stream}"))?,
+            producer,
         })
     }
 
@@ -89,12 +114,17 @@ impl KafkaSink {
 
 impl Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch, ack: Option<&Ack>) -> Result<()> {
-        if let Some(failure) = self.producer.failure() {
+        let producer = self.producer.get();
+        if let Some(failure) = producer.failure() {
             return Err(SinkFailure(failure).into());
         }
         // Everything is encoded before anything is sent: a batch goes whole or not at all.
         let values = self.values(batch)?;
         let keys = self.keys(batch)?;
+        let headers = match &self.producer {
+            SinkProducer::Transactional(transactions) => Some(transactions.headers()),
+            SinkProducer::Own(_) => None,
+        };
         let pending = Arc::new(Pending { ack: ack.cloned() });
         for (row, value) in values.iter().enumerate() {
             let key = keys.as_ref().and_then(|k| k[row].as_deref());
@@ -102,17 +132,31 @@ impl Sink for KafkaSink {
                 topic: &self.spec.topic,
                 key,
                 value: Some(value),
-                headers: None,
+                headers: headers.clone(),
             };
-            self.producer
+            producer
                 .send(record, &pending)
                 .map_err(|e| SinkFailure(format!("{e:#}")))?;
         }
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn await_checkpoint(&mut self, id: u64) -> Result<()> {
+        match &self.producer {
+            SinkProducer::Transactional(transactions) => transactions
+                .wait_resolved(id)
+                .map_err(|e| SinkFailure(format!("{e:#}")).into()),
+            SinkProducer::Own(_) => Ok(()),
+        }
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.producer
+            .get()
             .flush()
             .map_err(|e| SinkFailure(format!("{e:#}")).into())
     }

@@ -1,8 +1,9 @@
 //! Reading a topic as a consumer-group member: records batched per partition (in order) by
-//! size and linger, decoded, handed on with a hold on their offsets; offsets committed only
-//! once everything derived from them is settled (at-least-once).
+//! size and linger, decoded, handed on with a hold on their offsets. Offsets are committed
+//! only once everything derived from them is settled (at-least-once), or, when the job takes
+//! checkpoints, from each completed checkpoint.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,10 +20,12 @@ use super::client::KafkaConfig;
 use super::decode::{DecodeSpec, Decoder, MetadataColumn};
 use super::group::GroupContext;
 use super::records::RecordBuf;
+use super::transaction::Transactions;
+use crate::checkpoint::{Manifest, SourcePosition};
 use crate::io::source::SourceBatch;
 use crate::io::watermark::PartitionedWatermark;
 use crate::io::{Batching, DeadLetter, DeadLetters};
-use crate::pipeline::OffsetTracker;
+use crate::pipeline::{OffsetTracker, SourceOutlet};
 
 /// A source bound to a topic.
 #[derive(Debug, Clone)]
@@ -37,25 +40,36 @@ pub struct KafkaSourceSpec {
     /// Column holding event time in ms, for watermarks, and how far they trail it.
     pub event_time_column: Option<String>,
     pub allowed_lateness_ms: i64,
+    /// Next offset per partition of a restored checkpoint: each partition is read from there
+    /// once assigned, whatever the group committed.
+    pub resume_offsets: BTreeMap<i32, i64>,
     pub client: KafkaConfig,
 }
 
 /// Consumes until `stop` is set, the downstream stages are gone, or (with `stop_at_end`) every
-/// assigned partition has been read to its end; then waits for every batch to settle and commits.
+/// assigned partition has been read to its end; then waits for every batch to settle (or the
+/// final checkpoint) and commits. With exactly-once `transactions`, offsets are committed in
+/// the output transactions instead, and the source only reports its group membership.
 pub fn run(
     name: &str,
     spec: &KafkaSourceSpec,
     batching: Batching,
     stop: &AtomicBool,
     dead: &DeadLetters,
-    mut emit: Box<dyn FnMut(SourceBatch) -> bool + Send + '_>,
+    mut out: SourceOutlet,
+    transactions: Option<&Transactions>,
 ) -> Result<()> {
     let role = format!("source:{name}");
     let tracker = OffsetTracker::new();
     let consumer: BaseConsumer<GroupContext> = spec
         .client
         .consumer_config(&spec.group)?
-        .create_with_context(GroupContext::new(&role, &spec.topic, tracker.clone()))
+        .create_with_context(GroupContext::new(
+            &role,
+            &spec.topic,
+            // With checkpoints, only completed checkpoints commit offsets.
+            out.checkpoints().is_none().then(|| tracker.clone()),
+        ))
         .with_context(|| format!("{role}: creating a Kafka consumer"))?;
     consumer
         .subscribe(&[&spec.topic])
@@ -81,7 +95,11 @@ pub fn run(
             spec.allowed_lateness_ms,
         ),
         dead,
+        next_offsets: spec.resume_offsets.clone(),
     };
+    // Partitions still to be moved to their restored offsets once assigned.
+    let mut seeks = spec.resume_offsets.clone();
+    let mut committed_checkpoint = 0;
     let wants_headers = spec.decode.metadata.contains(&MetadataColumn::Headers);
     let mut batcher = Batcher::new(batching);
     // Partitions whose end has been reached since their last record.
@@ -93,12 +111,24 @@ pub fn run(
     'consume: while !stop.load(Ordering::Relaxed) {
         let mut ready = Vec::new();
         let polled = consumer.poll(batcher.wait());
+        if let Some(transactions) = transactions
+            && consumer.context().take_rebalanced()
+            && let Some(metadata) = consumer.group_metadata()
+        {
+            transactions.set_group(name, metadata);
+        }
         // Records of partitions given to another member are read again by that member.
         for partition in consumer.context().take_revoked() {
             batcher.take(partition);
             at_end.remove(&partition);
         }
         match polled {
+            Some(Ok(message)) if seeks.contains_key(&message.partition()) => {
+                // The first record of a restored partition: read it from the checkpoint's offset.
+                let partition = message.partition();
+                let offset = seeks.remove(&partition).expect("checked");
+                seek(&consumer, &spec.topic, partition, offset, &role)?;
+            }
             Some(Ok(message)) => {
                 errors.recovered(&role);
                 let partition = message.partition();
@@ -121,6 +151,10 @@ pub fn run(
                 });
                 ready.extend(full.map(|records| (partition, records)));
             }
+            Some(Err(KafkaError::PartitionEOF(partition))) if seeks.contains_key(&partition) => {
+                let offset = seeks.remove(&partition).expect("checked");
+                seek(&consumer, &spec.topic, partition, offset, &role)?;
+            }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 // Caught up: nothing more to wait for, so the partition's batch goes now.
                 at_end.insert(partition);
@@ -131,14 +165,31 @@ pub fn run(
         }
         ready.extend(batcher.due());
         for (partition, records) in ready {
-            if !handoff.send(partition, records, &mut *emit) {
+            if !handoff.send(partition, records, &out) {
                 break 'consume;
             }
         }
-        if last_commit.elapsed() >= commit_every {
-            let offsets = handoff.tracker.take_committable();
-            commit(&consumer, &spec.topic, offsets, CommitMode::Async, &role);
-            last_commit = Instant::now();
+        if !out.barrier_if_due(|| handoff.position(&spec.topic)) {
+            break 'consume;
+        }
+        match out.checkpoints() {
+            Some(_) if transactions.is_some() => {}
+            Some(checkpoints) => {
+                if let Some(done) = checkpoints
+                    .completed()
+                    .filter(|m| m.id > committed_checkpoint)
+                {
+                    committed_checkpoint = done.id;
+                    let offsets = checkpoint_offsets(&done, name);
+                    commit(&consumer, &spec.topic, offsets, CommitMode::Async, &role);
+                }
+            }
+            None if last_commit.elapsed() >= commit_every => {
+                let offsets = handoff.tracker.take_committable();
+                commit(&consumer, &spec.topic, offsets, CommitMode::Async, &role);
+                last_commit = Instant::now();
+            }
+            None => {}
         }
         if spec.stop_at_end && batcher.is_empty() && all_caught_up(&consumer, &at_end)? {
             tracing::info!("{role}: every partition is read to its end");
@@ -146,13 +197,90 @@ pub fn run(
         }
     }
     for (partition, records) in batcher.drain() {
-        if !handoff.send(partition, records, &mut *emit) {
+        if !handoff.send(partition, records, &out) {
             break;
         }
     }
+    let checkpoints = out.checkpoints().cloned();
     // Closing the stream lets the downstream stages drain and finish.
-    drop(emit);
-    settle_and_commit(&consumer, &spec.topic, &handoff.tracker, &role)
+    out.finish(|| handoff.position(&spec.topic));
+    let offsets = match checkpoints {
+        Some(checkpoints) => {
+            let last = wait_paused(&consumer, &role, "the final checkpoint", || {
+                checkpoints.wait_final(|| {
+                    let _ = consumer.poll(Duration::from_millis(0));
+                })
+            });
+            last.and_then(|m| checkpoint_offsets(&m, name))
+        }
+        None => {
+            let tracker = &handoff.tracker;
+            wait_paused(&consumer, &role, "every batch to be delivered", || {
+                while tracker.pending() > 0 {
+                    // Keeps the group membership alive; nothing is read while paused.
+                    let _ = consumer.poll(Duration::from_millis(20));
+                }
+            });
+            let failed = tracker.failed_partitions();
+            if !failed.is_empty() {
+                tracing::warn!(
+                    "{role}: offsets of partitions {failed:?} stop before records that were not delivered; they are read again on restart"
+                );
+            }
+            Some(tracker.committable())
+        }
+    };
+    if transactions.is_none() {
+        commit(&consumer, &spec.topic, offsets, CommitMode::Sync, &role);
+    }
+    Ok(())
+}
+
+/// The offsets of source `name` in a checkpoint.
+fn checkpoint_offsets(manifest: &Manifest, name: &str) -> Option<Vec<(i32, i64)>> {
+    match manifest.sources.get(name)? {
+        SourcePosition::Kafka { offsets, .. } => {
+            Some(offsets.iter().map(|(p, o)| (*p, *o)).collect())
+        }
+        SourcePosition::File { .. } => None,
+    }
+}
+
+/// Moves `partition` to `offset` (its position in the restored checkpoint).
+fn seek(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    role: &str,
+) -> Result<()> {
+    consumer
+        .seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        )
+        .with_context(|| format!("{role}: cannot move partition {partition} to offset {offset}"))?;
+    tracing::info!(
+        "{role}: partition {partition} resumes at offset {offset} (from the checkpoint)"
+    );
+    Ok(())
+}
+
+/// Pauses every assigned partition and runs `wait`, which must keep polling the consumer;
+/// logs `what` is waited for when it takes long.
+fn wait_paused<T>(
+    consumer: &BaseConsumer<GroupContext>,
+    role: &str,
+    what: &str,
+    wait: impl FnOnce() -> T,
+) -> T {
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
+    }
+    tracing::debug!("{role}: waiting for {what}");
+    wait()
 }
 
 /// Turns a partition's records into a batch for the next stage, with a hold on their
@@ -164,19 +292,25 @@ struct Handoff<'a> {
     decoder: Decoder,
     watermark: PartitionedWatermark,
     dead: &'a DeadLetters,
+    /// The offset after the last record handed on, per partition.
+    next_offsets: BTreeMap<i32, i64>,
 }
 
 impl Handoff<'_> {
+    /// Where the source stands: everything before these offsets has been handed on.
+    fn position(&self, topic: &str) -> SourcePosition {
+        SourcePosition::Kafka {
+            topic: topic.to_string(),
+            offsets: self.next_offsets.clone(),
+        }
+    }
+
     /// Returns `false` when the next stage is gone.
-    fn send(
-        &mut self,
-        partition: i32,
-        records: RecordBuf,
-        emit: &mut dyn FnMut(SourceBatch) -> bool,
-    ) -> bool {
+    fn send(&mut self, partition: i32, records: RecordBuf, out: &SourceOutlet) -> bool {
         let Some(last) = records.last_offset() else {
             return true;
         };
+        self.next_offsets.insert(partition, last + 1);
         let ack = self.tracker.track(partition, last);
         let decoded = self.decoder.decode(partition, &records);
         for (index, reason) in decoded.bad {
@@ -196,7 +330,7 @@ impl Handoff<'_> {
             });
         }
         match decoded.batch {
-            Some(batch) => emit(SourceBatch {
+            Some(batch) => out.send(SourceBatch {
                 watermark_ms: self.watermark.advance(partition, &batch),
                 batch,
                 partition: partition as u32,
@@ -216,45 +350,6 @@ fn all_caught_up(consumer: &BaseConsumer<GroupContext>, at_end: &HashSet<i32>) -
     let assignment = consumer.assignment()?;
     let assigned = assignment.elements();
     Ok(!assigned.is_empty() && assigned.iter().all(|e| at_end.contains(&e.partition())))
-}
-
-/// Waits until every batch handed on is settled, then commits what completed.
-fn settle_and_commit(
-    consumer: &BaseConsumer<GroupContext>,
-    topic: &str,
-    tracker: &Arc<OffsetTracker>,
-    role: &str,
-) -> Result<()> {
-    if let Ok(assignment) = consumer.assignment() {
-        let _ = consumer.pause(&assignment);
-    }
-    let started = Instant::now();
-    let mut next_log = Duration::from_secs(5);
-    while tracker.pending() > 0 {
-        // Keeps the group membership alive; the partitions are paused, so nothing is read.
-        let _ = consumer.poll(Duration::from_millis(20));
-        if started.elapsed() >= next_log {
-            tracing::info!(
-                "{role}: waiting for {} batches to be delivered",
-                tracker.pending()
-            );
-            next_log += Duration::from_secs(5);
-        }
-    }
-    commit(
-        consumer,
-        topic,
-        Some(tracker.committable()),
-        CommitMode::Sync,
-        role,
-    );
-    let failed = tracker.failed_partitions();
-    if !failed.is_empty() {
-        tracing::warn!(
-            "{role}: offsets of partitions {failed:?} stop before records that were not delivered; they are read again on restart"
-        );
-    }
-    Ok(())
 }
 
 fn commit(

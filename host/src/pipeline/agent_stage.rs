@@ -9,13 +9,15 @@ use anyhow::{Result, bail};
 use arrow::array::RecordBatch;
 use sabot_ipc::Trust;
 use serde_json::Value;
-use tokio::sync::mpsc::Receiver;
 
-use super::envelope::{Envelope, Offsets, Outlet, fail_queued};
+use super::align::{Aligned, AlignedInputs};
+use super::envelope::{Envelope, Offsets, Outlet};
 use super::graph::PlannedAgent;
 use super::metrics::{self, Metrics};
+use crate::checkpoint::Coordinator;
 use crate::io::dead_letter::rows_as_json;
 use crate::io::{DeadLetter, DeadLetters};
+use crate::state::StateBackend;
 use crate::wasm::{AgentInstance, BatchContext, CallError, ErrorKind, ProcessResult};
 
 /// First wait before retrying a batch after a retryable error; doubles each time.
@@ -36,16 +38,21 @@ pub struct AgentStage {
     outlets: HashMap<String, Outlet>,
     dead: Arc<DeadLetters>,
     metrics: Arc<Metrics>,
+    state: Arc<dyn StateBackend>,
+    checkpoints: Option<Arc<Coordinator>>,
     instance: Option<AgentInstance>,
 }
 
 impl AgentStage {
-    /// A stage for `agent`; `outlets` maps each output name to its receivers.
+    /// A stage for `agent`; `outlets` maps each output name to its receivers; the agent's
+    /// state tables live in `state`, snapshotted at the barriers of `checkpoints`.
     pub fn new(
         agent: PlannedAgent,
         outlets: HashMap<String, Outlet>,
         dead: Arc<DeadLetters>,
         metrics: Arc<Metrics>,
+        state: Arc<dyn StateBackend>,
+        checkpoints: Option<Arc<Coordinator>>,
     ) -> Self {
         let label: Arc<str> = Arc::from(agent.name.as_str());
         Self {
@@ -54,26 +61,72 @@ impl AgentStage {
             outlets,
             dead,
             metrics,
+            state,
+            checkpoints,
             instance: None,
         }
     }
 
-    /// Processes batches until the input channels close. An error is fatal for the job.
-    pub fn run(mut self, mut input: Receiver<Envelope>) -> Result<()> {
+    /// Processes batches until every input closes, snapshotting state at each aligned
+    /// barrier and once more at the end. An error is fatal for the job.
+    pub fn run(mut self, mut inputs: AlignedInputs) -> Result<()> {
         self.instance = Some(self.fresh_instance()?);
-        while let Some(envelope) = input.blocking_recv() {
+        while let Some(next) = inputs.next() {
+            let envelope = match next {
+                Aligned::Batch(envelope) => envelope,
+                Aligned::Barrier(id) => {
+                    self.checkpoint(id);
+                    continue;
+                }
+            };
             let ack = envelope.ack.clone();
             if let Err(err) = self.handle(envelope) {
                 // The batch was not processed: its offsets must not be committed.
                 if let Some(ack) = ack {
                     ack.fail();
                 }
-                fail_queued(&mut input);
+                inputs.fail_queued();
                 return Err(err);
             }
         }
         tracing::debug!(agent = %self.label, "input closed; agent stage done");
+        if let Some(coordinator) = &self.checkpoints {
+            let written = coordinator
+                .final_agent_dir(&self.agent.name)
+                .and_then(|dir| self.snapshot(&dir));
+            coordinator.agent_finished(&self.agent.name, written);
+        }
         Ok(())
+    }
+
+    /// Takes this agent's part in checkpoint `id`: its state as of the barrier goes into the
+    /// checkpoint, then the barrier goes on to every output.
+    fn checkpoint(&mut self, id: u64) {
+        if let Some(coordinator) = &self.checkpoints {
+            match coordinator.agent_dir(id, &self.agent.name) {
+                Some(dir) => match self.snapshot(&dir) {
+                    Some(backend) => coordinator.agent_snapshot(id, &self.agent.name, backend),
+                    None => coordinator.abandon(id, "an agent's state could not be written"),
+                },
+                None => {
+                    tracing::debug!(agent = %self.label, "checkpoint {id} is no longer in flight")
+                }
+            }
+        }
+        for outlet in self.outlets.values() {
+            outlet.send_barrier(id);
+        }
+    }
+
+    /// Writes the state into `dir`; the backend's name, or `None` (logged) when it failed.
+    fn snapshot(&self, dir: &std::path::Path) -> Option<&'static str> {
+        match self.state.snapshot(dir) {
+            Ok(()) => Some(self.state.name()),
+            Err(err) => {
+                tracing::error!(agent = %self.label, "state snapshot failed: {err:#}");
+                None
+            }
+        }
     }
 
     fn fresh_instance(&self) -> Result<AgentInstance> {
@@ -81,7 +134,11 @@ impl AgentStage {
         let mut instance = self
             .agent
             .component
-            .instantiate(self.label.clone(), &self.agent.limits.wasm)
+            .instantiate(
+                self.label.clone(),
+                &self.agent.limits.wasm,
+                Some(self.state.clone()),
+            )
             .map_err(|err| anyhow::anyhow!("agent `{name}`: cannot instantiate: {err}"))?;
         instance
             .init(&self.agent.config)
@@ -167,6 +224,7 @@ impl AgentStage {
                 CallError::Agent(err) if err.kind == ErrorKind::Fatal => {
                     bail!("{place}: fatal error: {}", err.message);
                 }
+                CallError::Host(reason) => bail!("{place}: {reason}"),
                 CallError::Agent(err) if err.kind == ErrorKind::Retryable => {
                     let reason = format!("still failing after {attempt} retries: {}", err.message);
                     self.dead_letter_batch(envelope, &reason);

@@ -78,12 +78,29 @@ impl Envelope {
     }
 }
 
+/// What flows through a stream: batches, and the checkpoint barriers between them.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Batch(Envelope),
+    /// Everything before it belongs to checkpoint `id`, everything after to the next one.
+    Barrier(u64),
+}
+
+impl Message {
+    /// Marks a batch failed (see [`Envelope::fail`]); barriers carry no offsets.
+    pub fn fail(&self) {
+        if let Message::Batch(envelope) = self {
+            envelope.fail();
+        }
+    }
+}
+
 /// Closes a stage's input after the stage failed: everything still queued is marked failed
 /// (so its offsets are not committed), and senders see the channel closed.
-pub fn fail_queued(input: &mut Receiver<Envelope>) {
+pub fn fail_queued(input: &mut Receiver<Message>) {
     input.close();
-    while let Ok(envelope) = input.try_recv() {
-        envelope.fail();
+    while let Ok(message) = input.try_recv() {
+        message.fail();
     }
 }
 
@@ -93,7 +110,7 @@ pub struct Outlet {
     /// The stream's name.
     pub stream: Arc<str>,
     /// Each receiver's channel and its name for the stream.
-    pub subscribers: Vec<(Sender<Envelope>, Arc<str>)>,
+    pub subscribers: Vec<(Sender<Message>, Arc<str>)>,
 }
 
 impl Outlet {
@@ -106,11 +123,21 @@ impl Outlet {
                 input: input.clone(),
                 ..envelope.clone()
             };
-            match tx.blocking_send(copy) {
+            match tx.blocking_send(Message::Batch(copy)) {
                 Ok(()) => delivered = true,
                 // The receiver is gone: its copy was not processed.
                 Err(unsent) => unsent.0.fail(),
             }
+        }
+        delivered || self.subscribers.is_empty()
+    }
+
+    /// Sends checkpoint barrier `id` to every receiver, behind everything sent before it.
+    /// Returns `false` when no receiver is left.
+    pub fn send_barrier(&self, id: u64) -> bool {
+        let mut delivered = false;
+        for (tx, _) in &self.subscribers {
+            delivered |= tx.blocking_send(Message::Barrier(id)).is_ok();
         }
         delivered || self.subscribers.is_empty()
     }
@@ -149,6 +176,13 @@ mod tests {
         }
     }
 
+    fn batch_of(message: Option<Message>) -> Envelope {
+        match message {
+            Some(Message::Batch(envelope)) => envelope,
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_full_channel_blocks_the_sender_until_the_receiver_catches_up() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
@@ -167,12 +201,12 @@ mod tests {
             done_rx.recv_timeout(Duration::from_millis(200)).is_err(),
             "the second send must wait for room in the channel"
         );
-        assert_eq!(rx.blocking_recv().unwrap().batch.num_rows(), 1);
+        assert_eq!(batch_of(rx.blocking_recv()).batch.num_rows(), 1);
         done_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("send completes once there is room");
         assert!(sender.join().unwrap());
-        let second = rx.blocking_recv().unwrap();
+        let second = batch_of(rx.blocking_recv());
         assert_eq!(
             &*second.input, "in",
             "each receiver gets its own input name"
@@ -206,12 +240,12 @@ mod tests {
         for partition in [0, 1] {
             let mut queued = envelope(1);
             queued.ack = Some(tracker.track(partition, 100));
-            tx.blocking_send(queued).unwrap();
+            tx.blocking_send(Message::Batch(queued)).unwrap();
         }
         fail_queued(&mut rx);
         assert_eq!(tracker.failed_partitions(), vec![0, 1]);
         assert!(
-            tx.blocking_send(envelope(1)).is_err(),
+            tx.blocking_send(Message::Batch(envelope(1))).is_err(),
             "senders see the input closed"
         );
     }

@@ -54,6 +54,7 @@ pub fn plan(job: &JobConfig, runtime: &Runtime) -> Result<Plan> {
                     .with_context(|| format!("schema of source `{}`", s.name))?,
                 event_time_column: s.event_time_column.clone(),
                 allowed_lateness_ms: s.allowed_lateness_ms,
+                resume_from: 0,
                 kafka: None,
             })
         })
@@ -218,6 +219,7 @@ fn kafka_source(
         stop_at_end: kafka.stop_at_end,
         event_time_column: source.event_time_column.clone(),
         allowed_lateness_ms: source.allowed_lateness_ms,
+        resume_offsets: Default::default(),
         client: kafka.clone(),
     }))
 }

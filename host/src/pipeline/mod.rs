@@ -5,13 +5,16 @@
 
 pub mod ack;
 mod agent_stage;
+mod align;
 mod envelope;
 mod graph;
 mod metrics;
 mod run;
+mod source_outlet;
 
 pub use ack::{Ack, OffsetTracker};
 pub use envelope::{Envelope, Offsets};
 pub use graph::{Plan, PlannedAgent, plan};
 pub use metrics::Metrics;
-pub use run::{RunOptions, Summary, run};
+pub use run::{Checkpointing, RunOptions, Summary, run};
+pub use source_outlet::SourceOutlet;

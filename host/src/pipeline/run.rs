@@ -10,14 +10,20 @@ use anyhow::{Context, Result, anyhow};
 use tokio::sync::mpsc::{Receiver, channel};
 
 use super::agent_stage::AgentStage;
-use super::envelope::{Envelope, Offsets, Outlet, fail_queued};
+use super::align::AlignedInputs;
+use super::envelope::{Message, Outlet, fail_queued};
 use super::graph::Plan;
 use super::metrics::{self, Metrics};
+use super::source_outlet::SourceOutlet;
+use crate::checkpoint::{
+    CheckpointStore, CommitHook, Coordinator, Manifest, Participants, SourcePosition,
+};
 use crate::io::dead_letter::rows_as_json;
 use crate::io::sink::{self, SinkFailure, SinkSpec};
 use crate::io::source::{self, SourceBatch};
 use crate::io::{Batching, DeadLetter, DeadLetters};
-use crate::kafka::{self, KafkaSink};
+use crate::kafka::{self, KafkaSink, Transactions};
+use crate::state::{self, StateConfig, StateStart};
 
 /// How a job ended.
 #[derive(Debug, Clone)]
@@ -47,16 +53,79 @@ pub struct RunOptions {
     pub channel_capacity: usize,
     pub progress_every: Option<Duration>,
     pub dead_letters: Arc<DeadLetters>,
+    /// Where agents keep their keyed state.
+    pub state: StateConfig,
+    /// Checkpoints of the run, when it takes them.
+    pub checkpoints: Option<Checkpointing>,
+}
+
+/// How a run takes checkpoints, and the one it starts from.
+pub struct Checkpointing {
+    pub store: CheckpointStore,
+    pub interval: Duration,
+    /// The checkpoint restored at start: its directory and manifest.
+    pub restore: Option<(std::path::PathBuf, Manifest)>,
+}
+
+impl Checkpointing {
+    /// What the state of agent `agent` starts from.
+    fn state_start(&self, agent: &str) -> StateStart {
+        let Some((dir, manifest)) = &self.restore else {
+            return StateStart::Empty;
+        };
+        match manifest.agents.get(agent) {
+            Some(snapshot) => StateStart::Restore {
+                backend: snapshot.backend.clone(),
+                dir: dir.join(&snapshot.dir),
+            },
+            None => {
+                tracing::warn!("agent `{agent}` has no state in the checkpoint; it starts empty");
+                StateStart::Empty
+            }
+        }
+    }
 }
 
 type Stage = (String, JoinHandle<Result<()>>);
 
 /// Runs `plan` until its inputs end (or Ctrl-C), then drains every stage.
-pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
+pub fn run(mut plan: Plan, options: RunOptions) -> Result<Summary> {
     let metrics = Arc::new(Metrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let dead = options.dead_letters.clone();
     let cap = options.channel_capacity;
+    let sink_labels: Vec<String> = plan
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| format!("{}#{i}", spec.stream))
+        .collect();
+    let first_id = match &options.checkpoints {
+        Some(checkpoints) => checkpoints.store.next_id()?,
+        None => 1,
+    };
+    let transactions = open_transactions(&plan, first_id)?;
+    let coordinator = options.checkpoints.as_ref().map(|checkpoints| {
+        if let Some((_, manifest)) = &checkpoints.restore {
+            resume_sources(&mut plan, manifest);
+        }
+        let who = Participants {
+            sources: plan.sources.iter().map(|s| s.name.clone()).collect(),
+            agents: plan.agents.iter().map(|a| a.name.clone()).collect(),
+            sinks: sink_labels.iter().cloned().collect(),
+        };
+        let hook = transactions.clone().map(|t| t as Arc<dyn CommitHook>);
+        Coordinator::new(checkpoints.store.clone(), who, first_id, hook)
+    });
+    let fail = {
+        let (stop, coordinator) = (stop.clone(), coordinator.clone());
+        move || {
+            stop.store(true, Ordering::Relaxed);
+            if let Some(coordinator) = &coordinator {
+                coordinator.fail();
+            }
+        }
+    };
 
     let mut outlets: HashMap<String, Outlet> = HashMap::new();
     for source in &plan.sources {
@@ -71,7 +140,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
 
     let mut stages: Vec<Stage> = Vec::new();
     let mut sink_counts = Vec::new();
-    for spec in &plan.sinks {
+    for (spec, label) in plan.sinks.iter().zip(sink_labels) {
         let (tx, rx) = channel(cap);
         outlets
             .get_mut(&spec.stream)
@@ -79,33 +148,37 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
             .subscribers
             .push((tx, Arc::from(spec.stream.as_str())));
         let sink: Box<dyn sink::Sink> = match &spec.kafka {
-            Some(kafka) => Box::new(KafkaSink::open(kafka, &spec.stream)?),
+            Some(kafka) => Box::new(KafkaSink::open(kafka, &spec.stream, transactions.clone())?),
             None => sink::open(spec)?,
         };
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         sink_counts.push((spec.stream.clone(), count.clone()));
-        let (spec, dead, metrics, stop) =
-            (spec.clone(), dead.clone(), metrics.clone(), stop.clone());
+        let (spec, dead, metrics, fail) =
+            (spec.clone(), dead.clone(), metrics.clone(), fail.clone());
+        let checkpoints = coordinator.clone().map(|c| (c, label));
         stages.push(spawn(format!("sink:{}", spec.stream), move || {
-            let result = run_sink(&spec, sink, rx, &dead, &metrics, &count);
+            let result = run_sink(&spec, sink, rx, &dead, &metrics, &count, checkpoints);
             if result.is_err() {
-                stop.store(true, Ordering::Relaxed);
+                fail();
             }
             result
         }));
     }
 
+    // One channel per agent input, so barriers can be aligned across them.
     let mut agent_inputs = Vec::new();
     for agent in &plan.agents {
-        let (tx, rx) = channel(cap);
+        let mut receivers = Vec::new();
         for (input, stream) in &agent.inputs {
+            let (tx, rx) = channel(cap);
             outlets
                 .get_mut(stream)
                 .expect("checked stream")
                 .subscribers
-                .push((tx.clone(), Arc::from(input.as_str())));
+                .push((tx, Arc::from(input.as_str())));
+            receivers.push(rx);
         }
-        agent_inputs.push(rx);
+        agent_inputs.push(AlignedInputs::new(receivers));
     }
     for (agent, rx) in plan.agents.into_iter().zip(agent_inputs) {
         let own: HashMap<String, Outlet> = agent
@@ -120,12 +193,25 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
             })
             .collect();
         let name = format!("agent:{}", agent.name);
-        let stage = AgentStage::new(agent, own, dead.clone(), metrics.clone());
-        let stop = stop.clone();
+        let start = options
+            .checkpoints
+            .as_ref()
+            .map_or(StateStart::Keep, |c| c.state_start(&agent.name));
+        let backend = state::open(&options.state, &agent.name, &start)
+            .with_context(|| format!("state of agent `{}`", agent.name))?;
+        let stage = AgentStage::new(
+            agent,
+            own,
+            dead.clone(),
+            metrics.clone(),
+            backend,
+            coordinator.clone(),
+        );
+        let fail = fail.clone();
         stages.push(spawn(name, move || {
             let result = stage.run(rx);
             if result.is_err() {
-                stop.store(true, Ordering::Relaxed);
+                fail();
             }
             result
         }));
@@ -133,35 +219,36 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
 
     for spec in plan.sources {
         let outlet = outlets.remove(&spec.name).expect("source stream");
-        let (stop, dead, metrics) = (stop.clone(), dead.clone(), metrics.clone());
+        let out = SourceOutlet::new(&spec.name, outlet, metrics.clone(), coordinator.clone());
+        let (stop, dead, fail) = (stop.clone(), dead.clone(), fail.clone());
+        let transactions = transactions.clone();
         let batching = options.batching;
         stages.push(spawn(format!("source:{}", spec.name), move || {
-            let origin = outlet.stream.clone();
-            let emit = move |b: SourceBatch| {
-                metrics.read(b.batch.num_rows());
-                outlet.send(Envelope {
-                    stream: outlet.stream.clone(),
-                    origin: origin.clone(),
-                    input: outlet.stream.clone(),
-                    partition: b.partition,
-                    offsets: Offsets::Rows(b.offsets),
-                    watermark_ms: b.watermark_ms,
-                    batch: b.batch,
-                    ack: b.ack,
-                })
+            let result = match &spec.kafka {
+                Some(kafka) => kafka::source::run(
+                    &spec.name,
+                    kafka,
+                    batching,
+                    &stop,
+                    &dead,
+                    out,
+                    transactions.as_deref(),
+                ),
+                None => run_file_source(&spec, batching, &stop, &dead, out),
             };
-            match &spec.kafka {
-                Some(kafka) => {
-                    kafka::source::run(&spec.name, kafka, batching, &stop, &dead, Box::new(emit))
-                }
-                None => source::run(&spec, batching, &stop, &dead, &mut { emit }),
+            if result.is_err() {
+                fail();
             }
+            result
         }));
     }
     // Only the stages hold senders now: channels close as upstream stages finish.
     drop(outlets);
 
     let interrupted = Arc::new(AtomicBool::new(false));
+    let ticker = coordinator
+        .clone()
+        .zip(options.checkpoints.as_ref().map(|c| c.interval));
     let outcome = supervise(
         stages,
         &stop,
@@ -169,6 +256,7 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
         &metrics,
         &dead,
         options.progress_every,
+        ticker,
     );
     dead.flush();
     outcome?;
@@ -184,6 +272,77 @@ pub fn run(plan: Plan, options: RunOptions) -> Result<Summary> {
         active_secs: metrics.active_secs(),
         interrupted: interrupted.load(Ordering::Relaxed),
     })
+}
+
+/// The transactional producer of a job with exactly-once Kafka output, its first transaction
+/// open for checkpoint `first_epoch`.
+fn open_transactions(plan: &Plan, first_epoch: u64) -> Result<Option<Arc<Transactions>>> {
+    let Some(client) = plan
+        .sinks
+        .iter()
+        .filter_map(|s| s.kafka.as_ref())
+        .map(|k| &k.client)
+        .find(|c| c.exactly_once)
+    else {
+        return Ok(None);
+    };
+    let group = plan
+        .sources
+        .iter()
+        .find_map(|s| s.kafka.as_ref())
+        .map(|k| k.group.clone())
+        .context("exactly-once output needs Kafka inputs")?;
+    let id = client
+        .transactional_id
+        .clone()
+        .unwrap_or_else(|| format!("{group}.sabot-txn"));
+    Transactions::start(client, &id, first_epoch).map(Some)
+}
+
+/// Points every source of `plan` at its position in `manifest`.
+fn resume_sources(plan: &mut Plan, manifest: &Manifest) {
+    for source in &mut plan.sources {
+        match (manifest.sources.get(&source.name), &mut source.kafka) {
+            (Some(SourcePosition::Kafka { topic, offsets }), Some(kafka))
+                if *topic == kafka.topic =>
+            {
+                kafka.resume_offsets = offsets.clone();
+            }
+            (Some(SourcePosition::File { next_offset }), None) => {
+                source.resume_from = *next_offset;
+            }
+            (None, _) => tracing::warn!(
+                "source `{}` is not in checkpoint {}: it starts from the beginning (or its group's offsets)",
+                source.name,
+                manifest.id
+            ),
+            (Some(position), _) => tracing::warn!(
+                "source `{}` stood at {position:?} in checkpoint {}, which is not its input any more: it starts from the beginning",
+                source.name,
+                manifest.id
+            ),
+        }
+    }
+}
+
+/// Reads a file source into `out`, sending barriers between batches.
+fn run_file_source(
+    spec: &source::SourceSpec,
+    batching: Batching,
+    stop: &AtomicBool,
+    dead: &DeadLetters,
+    mut out: SourceOutlet,
+) -> Result<()> {
+    let mut next_offset = spec.resume_from;
+    source::run(spec, batching, stop, dead, &mut |b: SourceBatch| {
+        if !out.barrier_if_due(|| SourcePosition::File { next_offset }) {
+            return false;
+        }
+        next_offset = b.offsets.last().map_or(next_offset, |last| last + 1);
+        out.send(b)
+    })?;
+    out.finish(|| SourcePosition::File { next_offset });
+    Ok(())
 }
 
 fn spawn(name: String, f: impl FnOnce() -> Result<()> + Send + 'static) -> Stage {
@@ -203,6 +362,7 @@ fn supervise(
     metrics: &Arc<Metrics>,
     dead: &Arc<DeadLetters>,
     progress_every: Option<Duration>,
+    checkpoints: Option<(Arc<Coordinator>, Duration)>,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -236,6 +396,16 @@ fn supervise(
                 }
             });
         }
+        if let Some((coordinator, every)) = checkpoints {
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    coordinator.trigger();
+                }
+            });
+        }
         let joined = tokio::task::spawn_blocking(move || {
             let mut first_error = None;
             for (name, handle) in stages {
@@ -265,15 +435,34 @@ async fn stop_signal() -> Option<&'static str> {
     }
 }
 
+/// Writes a stream to its sink. At each barrier the sink makes what it wrote durable and
+/// acknowledges the checkpoint (as `label`).
 fn run_sink(
     spec: &SinkSpec,
     mut sink: Box<dyn sink::Sink>,
-    mut rx: Receiver<Envelope>,
+    mut rx: Receiver<Message>,
     dead: &DeadLetters,
     metrics: &Metrics,
     count: &std::sync::atomic::AtomicU64,
+    checkpoints: Option<(Arc<Coordinator>, String)>,
 ) -> Result<()> {
-    while let Some(envelope) = rx.blocking_recv() {
+    while let Some(message) = rx.blocking_recv() {
+        let envelope = match message {
+            Message::Batch(envelope) => envelope,
+            Message::Barrier(id) => {
+                let result = sink.flush().and_then(|()| {
+                    if let Some((coordinator, label)) = &checkpoints {
+                        coordinator.sink_barrier(id, label);
+                    }
+                    sink.await_checkpoint(id)
+                });
+                if let Err(err) = result {
+                    fail_queued(&mut rx);
+                    return Err(err.context(format!("output `{}` failed", spec.path)));
+                }
+                continue;
+            }
+        };
         let rows = envelope.batch.num_rows();
         match sink.write(&envelope.batch, envelope.ack.as_ref()) {
             Ok(()) => {
@@ -306,5 +495,9 @@ fn run_sink(
         }
     }
     sink.finish()
-        .with_context(|| format!("finishing output `{}`", spec.path))
+        .with_context(|| format!("finishing output `{}`", spec.path))?;
+    if let Some((coordinator, label)) = &checkpoints {
+        coordinator.sink_finished(label);
+    }
+    Ok(())
 }

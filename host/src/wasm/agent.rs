@@ -8,11 +8,13 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{
-    AgentError, AgentInfo, BatchContext, IpcBatch, ProcessResult, SabotAgent, SabotAgentPre, WORLD,
+    AgentError, AgentInfo, BatchContext, IpcBatch, ProcessResult, SabotAgent, SabotAgentPre,
+    VERSION, WORLD,
 };
 use super::cache::ComponentCache;
 use super::engine::EPOCH_TICK;
 use super::sandbox::{Grants, GuestState};
+use crate::state::{Session, StateBackend, StateError};
 
 /// Per-instance resource limits.
 #[derive(Debug, Clone)]
@@ -53,6 +55,10 @@ pub enum LoadError {
     Invalid { path: PathBuf, reason: String },
     #[error("{path} does not implement the world {WORLD}: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
+    #[error(
+        "{path} was built against sabot:agent@{found}; this host runs agents of sabot:agent@{VERSION}: rebuild it with the current guest SDK (or WIT)"
+    )]
+    WrongVersion { path: PathBuf, found: String },
 }
 
 /// A failed call into an agent.
@@ -67,6 +73,10 @@ pub enum CallError {
     /// The call ran past its CPU deadline; the instance must be replaced.
     #[error("{0}")]
     Deadline(String),
+    /// The host failed the call for a reason that is not the data's (a state backend error,
+    /// state misused); the job cannot go on.
+    #[error("{0}")]
+    Host(String),
 }
 
 fn kind_name(kind: &super::bindings::ErrorKind) -> &'static str {
@@ -110,9 +120,15 @@ impl AgentComponent {
                 path: path_buf.clone(),
                 reason: format!("{err:#}"),
             })?;
-        let wrong_world = |err: wasmtime::Error| LoadError::WrongWorld {
-            path: path_buf.clone(),
-            reason: format!("{err:#}"),
+        let wrong_world = |err: wasmtime::Error| match contract_version(&component, engine) {
+            Some(found) if found != VERSION => LoadError::WrongVersion {
+                path: path_buf.clone(),
+                found,
+            },
+            _ => LoadError::WrongWorld {
+                path: path_buf.clone(),
+                reason: format!("{err:#}"),
+            },
         };
         let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = SabotAgentPre::new(instance_pre).map_err(wrong_world)?;
@@ -135,13 +151,16 @@ impl AgentComponent {
         imports.chain(exports).collect()
     }
 
-    /// A fresh, uninitialised instance. `label` names it in logs and errors.
+    /// A fresh, uninitialised instance. `label` names it in logs and errors; its state tables
+    /// live in `state` (without a backend, state calls trap).
     pub fn instantiate(
         &self,
         label: Arc<str>,
         limits: &Limits,
+        state: Option<Arc<dyn StateBackend>>,
     ) -> Result<AgentInstance, CallError> {
-        let state = GuestState::new(label.clone(), limits.memory_bytes, &limits.grants);
+        let session = Session::new(state);
+        let state = GuestState::new(label.clone(), limits.memory_bytes, &limits.grants, session);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
@@ -159,7 +178,8 @@ impl AgentComponent {
 
     /// Asks a temporary instance to describe the agent.
     pub fn describe(&self, limits: &Limits) -> Result<AgentInfo, CallError> {
-        self.instantiate(Arc::from("describe"), limits)?.describe()
+        self.instantiate(Arc::from("describe"), limits, None)?
+            .describe()
     }
 }
 
@@ -181,13 +201,21 @@ impl AgentInstance {
         self.call(|b, s| b.sabot_agent_agent().call_init(s, config))
     }
 
-    /// Calls `process` with one IPC-encoded batch.
+    /// Calls `process` with one IPC-encoded batch. The call's state writes are applied when
+    /// it succeeds and discarded when it fails.
     pub fn process(
         &mut self,
         ctx: &BatchContext,
         batch: &IpcBatch,
     ) -> Result<ProcessResult, CallError> {
-        self.call(|b, s| b.sabot_agent_agent().call_process(s, ctx, batch))
+        self.store.data_mut().state.begin(ctx.partition);
+        let result = self.call(|b, s| b.sabot_agent_agent().call_process(s, ctx, batch));
+        let committed = self.store.data_mut().state.finish(result.is_ok());
+        match (result, committed) {
+            (Ok(result), Ok(_)) => Ok(result),
+            (Ok(_), Err(err)) => Err(CallError::Host(err.to_string())),
+            (Err(err), _) => Err(err),
+        }
     }
 
     fn call<T>(
@@ -212,8 +240,18 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
+/// The `sabot:agent` version a component's exports were built against, if it has any.
+fn contract_version(component: &Component, engine: &Engine) -> Option<String> {
+    let ty = component.component_type();
+    ty.exports(engine)
+        .find_map(|(name, _)| name.strip_prefix("sabot:agent/agent@").map(str::to_string))
+}
+
 /// Turns a wasmtime error into a message that says what happened.
 fn classify(store: &Store<GuestState>, limits: &Limits, err: wasmtime::Error) -> CallError {
+    if let Some(state) = err.downcast_ref::<StateError>() {
+        return CallError::Host(format!("state call failed: {state}"));
+    }
     if let Some(denied) = store.data().limiter.denied {
         return CallError::Trap(format!(
             "memory cap of {} MiB reached (the guest asked for {} MiB)",

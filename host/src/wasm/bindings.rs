@@ -3,6 +3,8 @@
 wasmtime::component::bindgen!({
     world: "sabot-agent",
     path: "../wit",
+    // A state call can fail for reasons that are not the guest's data; it then traps.
+    imports: { default: trappable },
 });
 
 pub use sabot::agent::types::{
@@ -10,5 +12,8 @@ pub use sabot::agent::types::{
     StreamSpec,
 };
 
+/// The contract version this host implements.
+pub const VERSION: &str = "0.2.0";
+
 /// The fully qualified world every agent implements.
-pub const WORLD: &str = "sabot:agent/sabot-agent@0.1.0";
+pub const WORLD: &str = "sabot:agent/sabot-agent@0.2.0";

@@ -10,7 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::agent::{AgentComponent, LoadError};
-use super::bindings::sabot::agent::log;
+use super::bindings::sabot::agent::{log, state};
 use super::cache::ComponentCache;
 use super::sandbox::GuestState;
 
@@ -54,7 +54,8 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        log::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)?;
+        log::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |guest| guest)?;
+        state::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |guest| guest)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());

@@ -7,11 +7,12 @@ mod cache;
 mod engine;
 mod guest_log;
 mod sandbox;
+mod state_import;
 
 pub use agent::{AgentComponent, AgentInstance, CallError, Limits, LoadError};
 pub use bindings::{
     AgentError, AgentInfo, BatchContext, ErrorKind, IpcBatch, OutputBatch, ProcessResult,
-    StreamSpec, WORLD,
+    StreamSpec, VERSION, WORLD,
 };
 pub use engine::{MAX_MEMORY_CAP, Runtime, default_cache_dir};
 pub use sandbox::Grants;

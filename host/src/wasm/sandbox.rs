@@ -1,5 +1,5 @@
-//! The store data of one agent instance: WASI with nothing granted, the log import, and the
-//! memory limiter.
+//! The store data of one agent instance: WASI with nothing granted, the log import, the state
+//! session, and the memory limiter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use wasmtime_wasi::{
 
 use super::bindings::sabot::agent::log::{self, Level};
 use super::guest_log::{GuestLog, Stream};
+use crate::state::Session;
 
 /// What an agent may see of the outside world. Everything is denied by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -27,13 +28,15 @@ pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     agent: Arc<str>,
+    /// The agent's keyed state (the `state` import).
+    pub state: Session,
     pub limiter: MemoryLimiter,
     stdout: GuestLog,
     stderr: GuestLog,
 }
 
 impl GuestState {
-    pub fn new(agent: Arc<str>, memory_cap: usize, grants: &Grants) -> Self {
+    pub fn new(agent: Arc<str>, memory_cap: usize, grants: &Grants, state: Session) -> Self {
         let stdout = GuestLog::new(agent.clone(), Stream::Stdout);
         let stderr = GuestLog::new(agent.clone(), Stream::Stderr);
         let mut builder = WasiCtxBuilder::new();
@@ -50,6 +53,7 @@ impl GuestState {
             wasi: builder.build(),
             table: ResourceTable::new(),
             agent,
+            state,
             limiter: MemoryLimiter {
                 cap: memory_cap,
                 denied: None,
@@ -93,7 +97,7 @@ impl WasiView for GuestState {
 }
 
 impl log::Host for GuestState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let agent = &*self.agent;
         match level {
             Level::Trace => tracing::trace!(target: "guest", agent, "{message}"),
@@ -102,6 +106,7 @@ impl log::Host for GuestState {
             Level::Warn => tracing::warn!(target: "guest", agent, "{message}"),
             Level::Error => tracing::error!(target: "guest", agent, "{message}"),
         }
+        Ok(())
     }
 }
 

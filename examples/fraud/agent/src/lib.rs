@@ -10,22 +10,25 @@
 //! - `GEO_IMPOSSIBLE` (CRITICAL): the previous transaction was in another `branch_city` and
 //!   less than `geo_window_ms` earlier.
 //!
-//! Per-account state lives in the guest for now (it is lost when the instance is replaced).
-//! The velocity rule keeps only the timestamps within the window of the account's newest one,
+//! Per-account state lives in the host's state table `accounts` (keyed by account number, so
+//! it follows the account's partition): it survives a trapped instance, and a batch that fails
+//! leaves it untouched. Each batch costs two state calls: one read of the batch's accounts,
+//! one write of their new state. The velocity rule keeps only the timestamps within the window of the account's newest one,
 //! so it is exact when an account's transactions arrive in time order, as the generator and a
 //! keyed Kafka partition deliver them.
 
 mod alerts;
 mod rules;
 
+use rustc_hash::FxHashMap;
 use sabot_guest::prelude::*;
 
 use alerts::AlertBuilder;
-use rules::{Accounts, Rules};
+use rules::{AccountState, Rules};
 
 struct FraudDetector {
     rules: Rules,
-    accounts: Accounts,
+    accounts: Table<AccountState>,
 }
 
 impl Agent for FraudDetector {
@@ -79,7 +82,7 @@ impl Agent for FraudDetector {
         };
         Ok(Self {
             rules,
-            accounts: Accounts::default(),
+            accounts: Table::new("accounts"),
         })
     }
 
@@ -89,6 +92,26 @@ impl Agent for FraudDetector {
         let amounts = batch.f64_column("transaction_amount")?;
         let cities = batch.str_column("branch_city")?;
         let timestamps = batch.i64_column("timestamp_ms")?;
+
+        // The state of every account in the batch, read in one call.
+        let mut index: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut names: Vec<&str> = Vec::new();
+        for row in 0..batch.num_rows() {
+            if !accounts.is_null(row) {
+                let account = accounts.value(row);
+                index.entry(account).or_insert_with(|| {
+                    names.push(account);
+                    names.len() - 1
+                });
+            }
+        }
+        let mut states: Vec<AccountState> = self
+            .accounts
+            .get_many(&names)?
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let mut touched = vec![false; names.len()];
 
         let mut alerts = AlertBuilder::default();
         for row in 0..batch.num_rows() {
@@ -107,11 +130,19 @@ impl Agent for FraudDetector {
                 city: cities.value(row),
                 timestamp_ms: timestamps.value(row),
             };
-            let state = self.accounts.entry(tx.account);
+            let slot = index[tx.account];
+            touched[slot] = true;
+            let state = &mut states[slot];
             for finding in self.rules.check_and_add(state, &tx) {
                 alerts.push(ids.value(row), &tx, &finding);
             }
         }
+        let changed = names
+            .iter()
+            .zip(&states)
+            .zip(&touched)
+            .filter_map(|(entry, touched)| touched.then_some(entry));
+        self.accounts.put_many(changed)?;
         out.emit("alerts", alerts.finish()?)
     }
 }

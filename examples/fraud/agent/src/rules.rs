@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 /// Rule parameters; the defaults are the demo's.
 #[derive(Debug, Clone)]
@@ -36,8 +36,9 @@ pub struct Transaction<'a> {
     pub timestamp_ms: i64,
 }
 
-/// What an account's earlier transactions leave behind.
-#[derive(Debug, Default)]
+/// What an account's earlier transactions leave behind (kept in the host's state table
+/// `accounts`, keyed by account number).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct AccountState {
     /// Timestamps within the velocity window of the newest one, oldest first.
     recent: VecDeque<i64>,
@@ -47,20 +48,6 @@ pub struct AccountState {
     m2: f64,
     newest_ms: i64,
     last: Option<(i64, String)>,
-}
-
-/// Per-account state keyed by account number.
-#[derive(Debug, Default)]
-pub struct Accounts(FxHashMap<String, AccountState>);
-
-impl Accounts {
-    /// The state of `account`, created empty on first sight.
-    pub fn entry(&mut self, account: &str) -> &mut AccountState {
-        if !self.0.contains_key(account) {
-            self.0.insert(account.to_string(), AccountState::default());
-        }
-        self.0.get_mut(account).expect("inserted above")
-    }
 }
 
 /// A rule that fired.

@@ -1,0 +1,13 @@
+//! Checkpoints: barriers injected at the sources, aligned by every agent, acknowledged by every
+//! sink; each complete checkpoint holds the source positions and every agent's state, so a job
+//! restarted from it neither loses nor repeats the effect of any record on its state.
+
+mod config;
+mod coordinator;
+mod store;
+
+pub use config::CheckpointConfig;
+pub use coordinator::{CommitHook, Coordinator, Participants, agent_folder};
+pub use store::{
+    AgentSnapshot, CheckpointStore, Listed, MANIFEST, Manifest, SourcePosition, verify,
+};
