@@ -74,6 +74,11 @@ pub fn run(
     consumer
         .subscribe(&[&spec.topic])
         .with_context(|| format!("{role}: subscribing to `{}`", spec.topic))?;
+    // Before the first assignment the membership has no generation yet; it is refreshed after
+    // every rebalance.
+    if let (Some(transactions), Some(metadata)) = (transactions, consumer.group_metadata()) {
+        transactions.set_group(name, metadata);
+    }
     tracing::info!(
         "{role}: consuming `{}` as group `{}`{}",
         spec.topic,
