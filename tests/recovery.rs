@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use sabot_fraud_gen::{GeneratorConfig, Transaction, generate};
+use sabot_host::checkpoint::CRASH_BEFORE_COMMIT;
 use serde::Deserialize;
 use support::broker::Broker;
 use support::fraud::{Alert, assert_same_alerts, keyed_by_account, reference_alerts};
@@ -36,6 +37,76 @@ struct AccountState {
     m2: f64,
     newest_ms: i64,
     last: Option<(i64, String)>,
+}
+
+/// The fraud job with exactly-once output, and its directories.
+struct Job {
+    dir: tempfile::TempDir,
+    fraud: String,
+    url: String,
+    backend: &'static str,
+}
+
+impl Job {
+    fn new(broker: &Broker, backend: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("checkpoints")).unwrap();
+        Self {
+            dir,
+            fraud: guest("fraud").display().to_string(),
+            url: broker.url(),
+            backend,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn checkpoints(&self) -> std::path::PathBuf {
+        self.dir.path().join("checkpoints")
+    }
+
+    /// `deploy` arguments: checkpoints every 200 ms, small batches.
+    fn args(&self) -> Vec<String> {
+        [
+            "deploy",
+            &self.fraud,
+            "--broker",
+            &self.url,
+            "-i",
+            "transactions=kafka:bank-transactions",
+            "-o",
+            "alerts=kafka:fraud-alerts",
+            "--output-key",
+            "account_number",
+            "--group",
+            GROUP,
+            "--exactly-once",
+            "--state",
+            self.backend,
+            "--state-dir",
+            &self.path("state"),
+            "--checkpoint-dir",
+            &self.path("checkpoints"),
+            "--checkpoint-interval-ms",
+            "200",
+            "--max-rows",
+            "500",
+            "--linger-ms",
+            "20",
+            "--progress-secs",
+            "0",
+            "--dead-letter",
+            &self.path("dead.jsonl"),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// A small deterministic generator for kill times (seeded per run, seed printed).
@@ -121,46 +192,73 @@ fn run_id(log: &str) -> String {
     line[start..].split(';').next().unwrap().to_string()
 }
 
-/// Starts the host, waits until it has partitions assigned, lets it work for a random moment
-/// and kills it with SIGKILL. Returns its log.
-fn run_and_kill(args: &[&str], rng: &mut Lcg) -> String {
-    let mut child = host(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
-    let started = Instant::now();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains(": assigned ") => break,
-            Ok(_) if started.elapsed() < Duration::from_secs(60) => {}
-            _ => {
-                let _ = child.kill();
-                panic!(
-                    "the host got no partitions within a minute:\n{}",
-                    reader.join().unwrap()
-                );
+/// A running host whose log lines arrive on a channel as they are written.
+struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn start(mut cmd: std::process::Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::thread::spawn(move || {
+            let mut log = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log
+        });
+        Self { child, lines, log }
+    }
+
+    /// Waits (a minute at most) for a log line that `wanted` accepts.
+    fn wait_for(mut self, what: &str, wanted: impl Fn(&str) -> bool) -> Self {
+        let started = Instant::now();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if wanted(&line) => return self,
+                Ok(_) if started.elapsed() < Duration::from_secs(60) => {}
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("no {what} within a minute:\n{}", self.log.join().unwrap());
+                }
             }
         }
     }
-    std::thread::sleep(Duration::from_millis(rng.below(1500)));
-    child.kill().unwrap(); // SIGKILL: no draining, no final checkpoint
-    child.wait().unwrap();
-    reader.join().unwrap()
+
+    /// Waits for the process to end by itself; its log.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        (status.code(), self.log.join().unwrap())
+    }
+
+    /// SIGKILL: no draining, no final checkpoint. Its log.
+    fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.finish().1
+    }
 }
 
-fn fraud_survives_repeated_kills(backend: &str) {
+/// Starts the host, waits until it has partitions assigned, lets it work for a random moment
+/// and kills it with SIGKILL. Returns its log.
+fn run_and_kill(args: &[&str], rng: &mut Lcg) -> String {
+    let running =
+        Running::start(host(args)).wait_for("partition assignment", |l| l.contains(": assigned "));
+    std::thread::sleep(Duration::from_millis(rng.below(1500)));
+    running.kill()
+}
+
+fn fraud_survives_repeated_kills(backend: &'static str) {
     let seed = std::env::var("SABOT_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -178,46 +276,8 @@ fn fraud_survives_repeated_kills(backend: &str) {
     broker.create_topic("fraud-alerts", 3);
     let transactions = generate(&GeneratorConfig::new(100_000, 23));
     let encoded = keyed_by_account(&transactions);
-
-    let dir = tempfile::tempdir().unwrap();
-    let (fraud, url) = (guest("fraud"), broker.url());
-    let (checkpoint_dir, state_dir, dead) = (
-        dir.path().join("checkpoints"),
-        dir.path().join("state"),
-        dir.path().join("dead.jsonl"),
-    );
-    let mut args: Vec<&str> = vec![
-        "deploy",
-        fraud.to_str().unwrap(),
-        "--broker",
-        &url,
-        "-i",
-        "transactions=kafka:bank-transactions",
-        "-o",
-        "alerts=kafka:fraud-alerts",
-        "--output-key",
-        "account_number",
-        "--group",
-        GROUP,
-        "--exactly-once",
-        "--state",
-        backend,
-        "--state-dir",
-        state_dir.to_str().unwrap(),
-        "--checkpoint-dir",
-        checkpoint_dir.to_str().unwrap(),
-        "--checkpoint-interval-ms",
-        "200",
-        "--max-rows",
-        "500",
-        "--linger-ms",
-        "20",
-        "--progress-secs",
-        "0",
-        "--dead-letter",
-        dead.to_str().unwrap(),
-    ];
-    std::fs::create_dir_all(&checkpoint_dir).unwrap();
+    let job = Job::new(&broker, backend);
+    let (mut args, checkpoint_dir) = (job.args(), job.checkpoints());
 
     // The input arrives in waves, one before each run, so every run has records to work on
     // when it is killed. Per account, records stay in generation order.
@@ -230,12 +290,12 @@ fn fraud_survives_repeated_kills(backend: &str) {
             "bank-transactions",
             wave.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
         );
-        let log = run_and_kill(&args, &mut rng);
+        let log = run_and_kill(&as_strs(&args), &mut rng);
         restored_by_host.push(restored(&log));
         runs.push((run_id(&log), committed_checkpoint(&broker, &checkpoint_dir)));
     }
-    args.push("--stop-at-end");
-    let last = run_with(host(&args), b"", Duration::from_secs(300));
+    args.push("--stop-at-end".into());
+    let last = run_with(host(&as_strs(&args)), b"", Duration::from_secs(300));
     last.assert_success();
     restored_by_host.push(restored(&last.stderr));
     runs.push((run_id(&last.stderr), u64::MAX));
@@ -254,8 +314,20 @@ fn fraud_survives_repeated_kills(backend: &str) {
         "most runs got a checkpoint committed before the kill: {committed_before:?}"
     );
 
-    // What a read_committed consumer sees: records of transactions that committed, i.e. of
-    // run r written for checkpoints up to the one committed when run r ended.
+    assert_committed_exactly_once(&broker, &runs, &transactions, &checkpoint_dir, backend);
+}
+
+/// What a read_committed consumer sees — the records of transactions that committed, i.e. of
+/// run r written for checkpoints up to the one committed when run r ended — equals the
+/// reference alert for alert, each once; the final checkpoint stands at the end of the input,
+/// its offsets are committed and its state equals the reference.
+fn assert_committed_exactly_once(
+    broker: &Broker,
+    runs: &[(String, u64)],
+    transactions: &[Transaction],
+    checkpoint_dir: &std::path::Path,
+    label: &str,
+) {
     let committed_through: HashMap<&str, u64> =
         runs.iter().map(|(run, c)| (run.as_str(), *c)).collect();
     let mut seen: HashMap<Alert, usize> = HashMap::new();
@@ -279,7 +351,7 @@ fn fraud_survives_repeated_kills(backend: &str) {
         *seen.entry(key).or_default() += 1;
     }
     eprintln!(
-        "{backend}: {} runs, {aborted_visible} records of aborted transactions visible on tansu",
+        "{label}: {} runs, {aborted_visible} records of aborted transactions visible on tansu",
         runs.len()
     );
     let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
@@ -287,10 +359,10 @@ fn fraud_survives_repeated_kills(backend: &str) {
         duplicates.is_empty(),
         "committed more than once: {duplicates:?}"
     );
-    assert_same_alerts(seen.into_keys().collect(), reference_alerts(&transactions));
+    assert_same_alerts(seen.into_keys().collect(), reference_alerts(transactions));
 
     // The final state equals the reference, account by account.
-    let newest = checkpoints(&checkpoint_dir);
+    let newest = checkpoints(checkpoint_dir);
     let (path, offsets) = newest.values().next_back().unwrap();
     assert_eq!(
         offsets.values().sum::<i64>(),
@@ -299,10 +371,10 @@ fn fraud_survives_repeated_kills(backend: &str) {
     );
     assert_eq!(
         *offsets,
-        committed_offsets(&broker),
+        committed_offsets(broker),
         "and its offsets are committed"
     );
-    assert_state_equals_reference(path, &transactions);
+    assert_state_equals_reference(path, transactions);
 }
 
 /// The checkpoint id a run's log says it restored (0: none).
@@ -367,6 +439,73 @@ fn assert_state_equals_reference(checkpoint: &str, transactions: &[Transaction])
             got.mean
         );
     }
+}
+
+#[test]
+fn a_crash_between_a_checkpoint_and_its_commit_resumes_from_the_committed_one() {
+    let broker = Broker::start();
+    broker.create_topic("bank-transactions", 3);
+    broker.create_topic("fraud-alerts", 3);
+    let transactions = generate(&GeneratorConfig::new(20_000, 5));
+    let encoded = keyed_by_account(&transactions);
+    let (wave1, wave2) = encoded.split_at(10_000);
+    let produce = |wave: &[(Vec<u8>, Vec<u8>)]| {
+        broker.produce(
+            "bank-transactions",
+            wave.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
+        )
+    };
+    let job = Job::new(&broker, "rocksdb");
+    let mut args = job.args();
+
+    // The first run commits checkpoints of the first 10 000 records, then, once the next
+    // 10 000 arrive, dies right after the manifest of the first checkpoint holding more than
+    // 15 000 is on disk, before that checkpoint's transaction commits.
+    produce(wave1);
+    let mut cmd = host(&as_strs(&args));
+    cmd.env(CRASH_BEFORE_COMMIT, "15000");
+    let first = Running::start(cmd).wait_for("partition assignment", |l| l.contains(": assigned "));
+    std::thread::sleep(Duration::from_millis(1500));
+    let first = first.wait_for("a checkpoint", |l| l.contains(" complete: "));
+    produce(wave2);
+    let (code, first_log) = first.finish();
+    assert_ne!(code, Some(0), "{first_log}");
+    let crashed: u64 = first_log
+        .lines()
+        .find_map(|l| {
+            let rest =
+                &l[l.find("aborting after checkpoint ")? + "aborting after checkpoint ".len()..];
+            rest.split('\'').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("the fault did not fire:\n{first_log}"));
+    let committed = committed_checkpoint(&broker, &job.checkpoints());
+    assert!(committed > 0, "the first records were committed");
+    assert!(
+        committed < crashed,
+        "checkpoint {crashed} was never committed"
+    );
+    assert!(
+        checkpoints(&job.checkpoints()).contains_key(&crashed),
+        "yet it is complete on disk"
+    );
+
+    // The restart passes over the newer checkpoint for the committed one.
+    args.push("--stop-at-end".into());
+    let second = run_with(host(&as_strs(&args)), b"", Duration::from_secs(120));
+    second.assert_success();
+    assert!(
+        second
+            .stderr
+            .contains(&format!("checkpoint {crashed} is not the committed one")),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(restored(&second.stderr), committed);
+    let runs = [
+        (run_id(&first_log), committed),
+        (run_id(&second.stderr), u64::MAX),
+    ];
+    assert_committed_exactly_once(&broker, &runs, &transactions, &job.checkpoints(), "crash");
 }
 
 #[test]

@@ -351,6 +351,7 @@ impl Coordinator {
             .pending
             .complete(&self.store, round.sources, round.agents)
             .map_err(|err| tracing::error!("checkpoint {id} could not be written: {err:#}"))?;
+        super::fault::before_commit(&manifest);
         if let Some(hook) = &self.hook
             && let Err(err) = hook.committed(&manifest, last)
         {

@@ -4,10 +4,12 @@
 
 mod config;
 mod coordinator;
+mod fault;
 mod store;
 
 pub use config::CheckpointConfig;
 pub use coordinator::{CommitHook, Coordinator, Participants, agent_folder};
+pub use fault::CRASH_BEFORE_COMMIT;
 pub use store::{
     AgentSnapshot, CheckpointStore, Listed, MANIFEST, Manifest, SourcePosition, verify,
 };

@@ -78,19 +78,18 @@ fn list(args: &ListArgs) -> Result<()> {
     let store = CheckpointStore::open(&args.dir, usize::MAX)?;
     let listed = store.list()?;
     if args.json {
-        let rows: Vec<Value> =
-            listed
-                .iter()
-                .map(|l| match &l.manifest {
-                    Ok(m) => {
-                        json!({"id": l.id, "path": l.path, "ok": true, "created_ms": m.created_ms,
+        let rows: Vec<Value> = listed
+            .iter()
+            .map(|l| match &l.manifest {
+                Ok(m) => {
+                    json!({"id": l.id, "path": l.path, "ok": true, "created_ms": m.created_ms,
                                 "bytes": m.bytes(), "sources": m.sources, "agents": m.agents.len()})
-                    }
-                    Err(reason) => {
-                        json!({"id": l.id, "path": l.path, "ok": false, "reason": reason})
-                    }
-                })
-                .collect();
+                }
+                Err(reason) => {
+                    json!({"id": l.id, "path": l.path, "ok": false, "reason": reason})
+                }
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }

@@ -17,7 +17,7 @@ mod session;
 pub use backend::{
     StateBackend, StateConfig, StateKind, StateStart, TableId, WriteSet, open, read_snapshot,
 };
-pub use entry::{now_ms, scoped_key, split_entry, split_scoped_key};
+pub use entry::{encode as encode_entry, now_ms, scoped_key, split_entry, split_scoped_key};
 pub use memory::MemoryBackend;
 pub use rocks::RocksBackend;
 pub use session::{Session, StateError};
