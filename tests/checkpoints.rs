@@ -177,6 +177,15 @@ fn checkpoint_state_matches_positions(backend: &str) {
             "checkpoint {}: `first` holds exactly the records before a@{pa} and b@{pb}",
             checkpoint.id
         );
+        // The agent's own snapshot: the records it had seen, in its memory.
+        let seen = std::fs::read(Path::new(&checkpoint.path).join("agents/first/guest.bin"))
+            .expect("the counter writes its own snapshot");
+        assert_eq!(
+            u64::from_le_bytes(seen.try_into().unwrap()),
+            (pa + pb) as u64,
+            "checkpoint {}: the guest's snapshot",
+            checkpoint.id
+        );
         // `second` counts what `first` emitted before the barrier: the same counts.
         assert_eq!(
             state_counts(&checkpoint.path, "second"),
@@ -226,6 +235,12 @@ fn checkpoint_state_matches_positions(backend: &str) {
             "key {key} goes on from its restored count"
         );
     }
+    // `second` restored its own memory too: it had seen every record `first` emitted.
+    assert_eq!(
+        resumed[0]["seen"].as_u64().unwrap(),
+        (pa + pb) as u64 + 1,
+        "the guest's own count goes on from its snapshot"
+    );
     let mut all = BTreeMap::new();
     count_prefix(&mut all, &a, a.len());
     count_prefix(&mut all, &b, b.len());
@@ -260,7 +275,7 @@ fn a_damaged_checkpoint_is_skipped_for_the_previous_one() {
 
     // The newest loses its manifest, the one before it gets a truncated state file.
     std::fs::remove_file(Path::new(&before[0].path).join("manifest.json")).unwrap();
-    let state_file = Path::new(&before[1].path).join("agents/first/state.bin");
+    let state_file = Path::new(&before[1].path).join("agents/first/state/state.bin");
     let len = std::fs::metadata(&state_file).unwrap().len();
     let file = std::fs::OpenOptions::new()
         .write(true)

@@ -85,11 +85,11 @@ fn inspect_prints_what_the_agent_describes() {
     out.assert_success();
     for needle in [
         "fraud-detector",
-        "sabot:agent/sabot-agent@0.2.0",
+        "sabot:agent/sabot-agent@0.3.0",
         "transactions",
         "alerts",
         "zscore_threshold",
-        "sabot:agent/agent@0.2.0",
+        "sabot:agent/agent@0.3.0",
     ] {
         assert!(
             out.stdout.contains(needle),
@@ -124,7 +124,7 @@ fn files_that_are_not_agents_exit_with_a_clear_error() {
         (
             &other_world,
             3,
-            "does not implement the world sabot:agent/sabot-agent@0.2.0",
+            "does not implement the world sabot:agent/sabot-agent@0.3.0",
         ),
         (&missing, 2, "cannot read"),
     ];

@@ -12,28 +12,6 @@ use support::broker::{Broker, KeyValue};
 use support::fraud::{Alert, assert_same_alerts, keyed_by_account, reference_alerts};
 use support::{arg, guest, host, run, run_with};
 
-/// `topics describe TOPIC --group GROUP --json`: the committed offset of each partition.
-fn committed(broker: &Broker, topic: &str, group: &str) -> Vec<Option<i64>> {
-    let out = run(&[
-        "topics",
-        "describe",
-        topic,
-        "--group",
-        group,
-        "--json",
-        "--broker",
-        &broker.url(),
-    ]);
-    out.assert_success();
-    let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    info["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["committed"].as_i64())
-        .collect()
-}
-
 #[test]
 fn fraud_demo_on_kafka_equals_the_reference_with_no_duplicates_and_no_lag() {
     let broker = Broker::start();
@@ -41,10 +19,7 @@ fn fraud_demo_on_kafka_equals_the_reference_with_no_duplicates_and_no_lag() {
     broker.create_topic("fraud-alerts", 3);
     let transactions = generate(&GeneratorConfig::new(100_000, 7));
     let encoded = keyed_by_account(&transactions);
-    broker.produce(
-        "bank-transactions",
-        encoded.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
-    );
+    broker.produce_keyed("bank-transactions", &encoded);
 
     let dir = tempfile::tempdir().unwrap();
     let fraud = guest("fraud");
@@ -104,7 +79,7 @@ fn fraud_demo_on_kafka_equals_the_reference_with_no_duplicates_and_no_lag() {
         ends.iter().all(|&e| e > 20_000),
         "records spread over the partitions: {ends:?}"
     );
-    let committed = committed(&broker, "bank-transactions", "fraud-e2e");
+    let committed = broker.committed("bank-transactions", "fraud-e2e");
     assert_eq!(
         committed,
         ends.iter().map(|&e| Some(e)).collect::<Vec<_>>(),
@@ -213,7 +188,7 @@ fn a_host_killed_mid_stream_loses_no_record_after_restart() {
         counts.values().sum::<usize>() - before_restart
     );
     let ends = broker.end_offsets("payments");
-    let committed = committed(&broker, "payments", "kill-test");
+    let committed = broker.committed("payments", "kill-test");
     assert_eq!(committed, ends.iter().map(|&e| Some(e)).collect::<Vec<_>>());
 }
 
@@ -289,7 +264,7 @@ fn a_broker_that_stops_answering_for_a_while_loses_nothing() {
     );
     let ends = broker.end_offsets("orders");
     assert_eq!(
-        committed(&broker, "orders", "freeze-test"),
+        broker.committed("orders", "freeze-test"),
         ends.iter().map(|&e| Some(e)).collect::<Vec<_>>()
     );
 }
@@ -403,7 +378,7 @@ fn two_hosts_in_one_group_share_the_partitions_and_lose_nothing() {
     );
     let ends = broker.end_offsets("clicks");
     assert_eq!(
-        committed(&broker, "clicks", "shared"),
+        broker.committed("clicks", "shared"),
         ends.iter().map(|&e| Some(e)).collect::<Vec<_>>()
     );
 }
@@ -520,10 +495,7 @@ fn bad_records_on_a_topic_go_to_its_dead_letter_topic_and_the_rest_is_processed(
         !dir.path().join("dead.jsonl").exists(),
         "Kafka dead letters go to the topic"
     );
-    assert_eq!(
-        committed(&broker, "readings", "sabot-filter"),
-        vec![Some(11)]
-    );
+    assert_eq!(broker.committed("readings", "sabot-filter"), vec![Some(11)]);
 }
 
 #[test]

@@ -122,25 +122,13 @@ impl Lcg {
     }
 }
 
-/// The committed offsets of the input topic, by partition (`topics describe --group`).
+/// The committed offsets of the input topic, by partition.
 fn committed_offsets(broker: &Broker) -> BTreeMap<i32, i64> {
-    let out = run(&[
-        "topics",
-        "describe",
-        "bank-transactions",
-        "--group",
-        GROUP,
-        "--json",
-        "--broker",
-        &broker.url(),
-    ]);
-    out.assert_success();
-    let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    info["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| Some((p["partition"].as_i64()? as i32, p["committed"].as_i64()?)))
+    broker
+        .committed("bank-transactions", GROUP)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(p, o)| Some((p as i32, o?)))
         .collect()
 }
 
@@ -242,6 +230,11 @@ impl Running {
         (status.code(), self.log.join().unwrap())
     }
 
+    /// Sends `SIG<name>`.
+    fn signal(&self, name: &str) {
+        support::broker::signal(self.child.id(), name);
+    }
+
     /// SIGKILL: no draining, no final checkpoint. Its log.
     fn kill(mut self) -> String {
         self.child.kill().unwrap();
@@ -286,10 +279,7 @@ fn fraud_survives_repeated_kills(backend: &'static str) {
     let mut runs: Vec<(String, u64)> = Vec::new();
     let mut restored_by_host = Vec::new();
     for wave in &waves {
-        broker.produce(
-            "bank-transactions",
-            wave.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
-        );
+        broker.produce_keyed("bank-transactions", wave);
         let log = run_and_kill(&as_strs(&args), &mut rng);
         restored_by_host.push(restored(&log));
         runs.push((run_id(&log), committed_checkpoint(&broker, &checkpoint_dir)));
@@ -449,12 +439,7 @@ fn a_crash_between_a_checkpoint_and_its_commit_resumes_from_the_committed_one() 
     let transactions = generate(&GeneratorConfig::new(20_000, 5));
     let encoded = keyed_by_account(&transactions);
     let (wave1, wave2) = encoded.split_at(10_000);
-    let produce = |wave: &[(Vec<u8>, Vec<u8>)]| {
-        broker.produce(
-            "bank-transactions",
-            wave.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
-        )
-    };
+    let produce = |wave: &[(Vec<u8>, Vec<u8>)]| broker.produce_keyed("bank-transactions", wave);
     let job = Job::new(&broker, "rocksdb");
     let mut args = job.args();
 
@@ -506,6 +491,34 @@ fn a_crash_between_a_checkpoint_and_its_commit_resumes_from_the_committed_one() 
         (run_id(&second.stderr), u64::MAX),
     ];
     assert_committed_exactly_once(&broker, &runs, &transactions, &job.checkpoints(), "crash");
+}
+
+#[test]
+fn sigterm_drains_takes_a_final_checkpoint_and_commits_it() {
+    let broker = Broker::start();
+    broker.create_topic("bank-transactions", 3);
+    broker.create_topic("fraud-alerts", 3);
+    let transactions = generate(&GeneratorConfig::new(20_000, 9));
+    let encoded = keyed_by_account(&transactions);
+    broker.produce_keyed("bank-transactions", &encoded);
+    let job = Job::new(&broker, "memory");
+    // A long interval: only the final checkpoint can cover the whole input.
+    let mut args = job.args();
+    let interval = args
+        .iter()
+        .position(|a| a == "--checkpoint-interval-ms")
+        .unwrap();
+    args[interval + 1] = "600000".into();
+    let running = Running::start(host(&as_strs(&args)))
+        .wait_for("partition assignment", |l| l.contains(": assigned "));
+    // Every record is read once the last partition reports its end.
+    std::thread::sleep(Duration::from_secs(3));
+    running.signal("TERM");
+    let (code, log) = running.finish();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("final checkpoint"), "{log}");
+    let runs = [(run_id(&log), u64::MAX)];
+    assert_committed_exactly_once(&broker, &runs, &transactions, &job.checkpoints(), "sigterm");
 }
 
 #[test]

@@ -103,6 +103,29 @@ pub fn init<A: Agent>(
     Ok(())
 }
 
+/// `snapshot` export of the agent in `slot`.
+pub fn snapshot<A: Agent>(
+    slot: &'static LocalKey<RefCell<Option<A>>>,
+) -> Result<Option<Vec<u8>>, WitAgentError> {
+    slot.with(|cell| match cell.borrow().as_ref() {
+        Some(agent) => agent.snapshot(),
+        None => Err(Error::fatal("snapshot called before init")),
+    })
+    .map_err(to_wit)
+}
+
+/// `restore` export of the agent in `slot`.
+pub fn restore<A: Agent>(
+    slot: &'static LocalKey<RefCell<Option<A>>>,
+    snapshot: Vec<u8>,
+) -> Result<(), WitAgentError> {
+    slot.with(|cell| match cell.borrow_mut().as_mut() {
+        Some(agent) => agent.restore(&snapshot),
+        None => Err(Error::fatal("restore called before init")),
+    })
+    .map_err(to_wit)
+}
+
 /// `process` export: decode, run the agent, encode what it emitted.
 pub fn process<A: Agent>(
     slot: &'static LocalKey<RefCell<Option<A>>>,

@@ -18,6 +18,23 @@ pub trait Agent: Sized + 'static {
 
     /// Processes one batch; emits results through `out`.
     fn process(&mut self, ctx: &Context, batch: RecordBatch, out: &mut Emitter) -> Result<()>;
+
+    /// State this agent keeps in its own fields, for a checkpoint (taken between `process`
+    /// calls). The default, `None`, suits agents whose state lives in host [`Table`]s, which
+    /// the host checkpoints itself.
+    ///
+    /// [`Table`]: crate::Table
+    fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Puts back what [`Agent::snapshot`] returned, when the job restarts from a checkpoint
+    /// (after `init`, before any `process`).
+    fn restore(&mut self, _snapshot: &[u8]) -> Result<()> {
+        Err(Error::fatal(
+            "the checkpoint holds a snapshot, but this agent does not restore one",
+        ))
+    }
 }
 
 /// Where a batch comes from.

@@ -98,6 +98,17 @@ macro_rules! export_agent {
                 > {
                     $crate::__private::process::<$agent>(&INSTANCE, ctx, batch)
                 }
+                fn snapshot() -> ::std::result::Result<
+                    ::std::option::Option<::std::vec::Vec<u8>>,
+                    $crate::__private::WitAgentError,
+                > {
+                    $crate::__private::snapshot::<$agent>(&INSTANCE)
+                }
+                fn restore(
+                    snapshot: ::std::vec::Vec<u8>,
+                ) -> ::std::result::Result<(), $crate::__private::WitAgentError> {
+                    $crate::__private::restore::<$agent>(&INSTANCE, snapshot)
+                }
             }
 
     $crate::__private::export!(Export with_types_in $crate::__private::bindings);

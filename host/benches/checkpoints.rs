@@ -18,9 +18,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sabot_host::checkpoint::{AgentSnapshot, CheckpointStore, agent_folder, verify};
+use sabot_host::checkpoint::{AgentSnapshot, CheckpointStore, STATE_FOLDER, agent_folder, verify};
 use sabot_host::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig};
-use sabot_host::io::{Batching, DeadLetters};
+use sabot_host::io::DeadLetters;
 use sabot_host::pipeline::{self, Checkpointing, RunOptions};
 use sabot_host::state::{
     self, StateBackend, StateConfig, StateKind, StateStart, TableId, WriteSet, scoped_key,
@@ -50,7 +50,7 @@ fn checkpoint(store: &CheckpointStore, id: u64, backend: &dyn StateBackend) -> (
     let started = Instant::now();
     let pending = store.begin(id).unwrap();
     backend
-        .snapshot(&pending.dir().join(agent_folder("agent")))
+        .snapshot(&pending.dir().join(agent_folder("agent")).join(STATE_FOLDER))
         .unwrap();
     let agents = BTreeMap::from([(
         "agent".to_string(),
@@ -75,7 +75,7 @@ fn recover(store: &CheckpointStore, kind: StateKind, live: &Path) -> f64 {
     };
     let start = StateStart::Restore {
         backend: snapshot.backend.clone(),
-        dir: path.join(&snapshot.dir),
+        dir: snapshot.state_dir(&path),
     };
     let backend = state::open(&config, "agent", &start).unwrap();
     let key = scoped_key(0, b"ACC0000000000");
@@ -139,7 +139,14 @@ fn fraud_run(
     every: Option<Duration>,
 ) -> (f64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut job = JobConfig::default();
+    let mut job = JobConfig {
+        progress_secs: Some(0),
+        state: StateConfig {
+            backend: kind,
+            dir: Some(dir.path().join("state")),
+        },
+        ..Default::default()
+    };
     job.sources
         .push(SourceConfig::new("transactions", input.to_str().unwrap()));
     job.agents.push(AgentConfig {
@@ -157,28 +164,15 @@ fn fraud_run(
     });
     let plan = pipeline::plan(&job, runtime).unwrap();
     let store = CheckpointStore::open(&dir.path().join("chk"), 3).unwrap();
-    let summary = pipeline::run(
-        plan,
-        RunOptions {
-            batching: Batching {
-                max_rows: job.batch.max_rows,
-                linger: Duration::from_millis(job.batch.linger_ms),
-            },
-            channel_capacity: job.batch.channel_capacity,
-            progress_every: None,
-            dead_letters: Arc::new(DeadLetters::new(None)),
-            state: StateConfig {
-                backend: kind,
-                dir: Some(dir.path().join("state")),
-            },
-            checkpoints: every.map(|interval| Checkpointing {
-                store: store.clone(),
-                interval,
-                restore: None,
-            }),
-        },
-    )
-    .unwrap();
+    let options = RunOptions {
+        checkpoints: every.map(|interval| Checkpointing {
+            store: store.clone(),
+            interval,
+            restore: None,
+        }),
+        ..RunOptions::for_job(&job, Arc::new(DeadLetters::new(None)))
+    };
+    let summary = pipeline::run(plan, options).unwrap();
     let taken = store.latest().unwrap().map_or(0, |(_, m)| m.id);
     (summary.records_in as f64 / summary.active_secs, taken)
 }

@@ -23,10 +23,9 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 use sabot_fraud_gen::{GeneratorConfig, generate};
 use sabot_host::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig};
-use sabot_host::io::{Batching, DeadLetters};
+use sabot_host::io::DeadLetters;
 use sabot_host::kafka::KafkaConfig;
 use sabot_host::pipeline::{self, RunOptions};
-use sabot_host::state::StateConfig;
 use sabot_host::wasm::Runtime;
 use support::broker::Broker;
 
@@ -116,6 +115,7 @@ fn sabot(
             group_id: Some(group.into()),
             ..kafka(broker)
         },
+        progress_secs: Some(0),
         ..Default::default()
     };
     job.sources
@@ -141,21 +141,8 @@ fn sabot(
     });
     let plan = pipeline::plan(&job, runtime).unwrap();
     let topics = sabot_host::kafka::prepare(&plan).unwrap().unwrap();
-    let summary = pipeline::run(
-        plan,
-        RunOptions {
-            batching: Batching {
-                max_rows: job.batch.max_rows,
-                linger: Duration::from_millis(job.batch.linger_ms),
-            },
-            channel_capacity: job.batch.channel_capacity,
-            progress_every: None,
-            dead_letters: Arc::new(DeadLetters::new(None).with_topics(topics)),
-            state: StateConfig::default(),
-            checkpoints: None,
-        },
-    )
-    .unwrap();
+    let dead_letters = Arc::new(DeadLetters::new(None).with_topics(topics));
+    let summary = pipeline::run(plan, RunOptions::for_job(&job, dead_letters)).unwrap();
     assert_eq!(summary.dead_letters, 0);
     (
         summary.records_in as f64 / summary.active_secs,
@@ -180,10 +167,7 @@ fn main() {
     let transactions = generate(&GeneratorConfig::new(count, 42));
     let encoded = support::fraud::keyed_by_account(&transactions);
     let bytes: usize = encoded.iter().map(|(k, v)| k.len() + v.len()).sum();
-    broker.produce(
-        INPUT,
-        encoded.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
-    );
+    broker.produce_keyed(INPUT, &encoded);
     drop(encoded);
 
     let runtime = Runtime::new(

@@ -172,6 +172,15 @@ impl Client {
         self.bootstrap.clone()
     }
 
+    /// Produces records that all have a key and a value (as `keyed_by_account` makes them)
+    /// and waits until all are acknowledged.
+    pub fn produce_keyed(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
+        self.produce(
+            topic,
+            records.iter().map(|(k, v)| (Some(&k[..]), Some(&v[..]))),
+        );
+    }
+
     /// Produces `(key, value)` records and waits until all are acknowledged.
     pub fn produce<'a>(&self, topic: &str, records: impl IntoIterator<Item = KeyValue<'a>>) {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -204,6 +213,29 @@ impl Client {
         producer
             .flush(Duration::from_secs(60))
             .expect("every test record acknowledged");
+    }
+
+    /// The offset `group` has committed on each partition of `topic` (`sabot-host topics
+    /// describe --json`).
+    pub fn committed(&self, topic: &str, group: &str) -> Vec<Option<i64>> {
+        let out = super::run(&[
+            "topics",
+            "describe",
+            topic,
+            "--group",
+            group,
+            "--json",
+            "--broker",
+            &self.url(),
+        ]);
+        out.assert_success();
+        let info: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        info["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["committed"].as_i64())
+            .collect()
     }
 
     /// Every record of `topic`, read from the start to the end of each partition.

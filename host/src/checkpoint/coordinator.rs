@@ -24,6 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::store::{AgentSnapshot, CheckpointStore, Manifest, PendingCheckpoint, SourcePosition};
+use crate::io::DeadLetters;
 
 /// The second phase of a checkpoint, for outputs that become visible only with it (Kafka
 /// transactions).
@@ -95,6 +96,8 @@ struct Progress {
 pub struct Coordinator {
     store: CheckpointStore,
     who: Participants,
+    /// Written before a checkpoint completes: the dead letters of the records it covers.
+    dead: Arc<DeadLetters>,
     hook: Option<Arc<dyn CommitHook>>,
     requested: AtomicU64,
     progress: Mutex<Progress>,
@@ -102,17 +105,19 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator writing into `store`; the first checkpoint gets id `first_id`; `hook`
-    /// runs once each checkpoint is durable.
+    /// A coordinator writing into `store`; the first checkpoint gets id `first_id`; `dead`
+    /// is synced before each checkpoint completes, and `hook` runs once it is durable.
     pub fn new(
         store: CheckpointStore,
         who: Participants,
         first_id: u64,
+        dead: Arc<DeadLetters>,
         hook: Option<Arc<dyn CommitHook>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             who,
+            dead,
             hook,
             requested: AtomicU64::new(0),
             progress: Mutex::new(Progress {
@@ -331,22 +336,28 @@ impl Coordinator {
         let finished = self.who.sources.is_subset(&progress.sources_done)
             && self.who.agents.is_subset(&progress.agents_done)
             && self.who.sinks.is_subset(&progress.sinks_done);
-        if finished && progress.round.is_none() && !progress.final_done {
-            if let Some(last) = progress.last.take() {
-                if let Ok(manifest) = self.complete(last, true) {
-                    progress.completed = Some(manifest);
-                }
-                progress.final_done = true;
+        if finished
+            && progress.round.is_none()
+            && !progress.final_done
+            && let Some(last) = progress.last.take()
+        {
+            if let Ok(manifest) = self.complete(last, true) {
+                progress.completed = Some(manifest);
             }
+            progress.final_done = true;
         }
         self.changed.notify_all();
     }
 
-    /// Writes the checkpoint's manifest, then runs the commit hook. A checkpoint that cannot
-    /// be written is logged and skipped; a failed commit fails the job.
+    /// Makes the dead letters durable, writes the checkpoint's manifest, then runs the commit
+    /// hook. A checkpoint that cannot be written is logged and skipped; a failed commit fails
+    /// the job.
     fn complete(&self, round: Round, last: bool) -> Result<Arc<Manifest>, ()> {
         let id = round.pending.id;
         let elapsed = round.started.elapsed();
+        self.dead
+            .sync()
+            .map_err(|err| tracing::error!("checkpoint {id} not taken: {err:#}"))?;
         let manifest = round
             .pending
             .complete(&self.store, round.sources, round.agents)

@@ -11,5 +11,6 @@ pub use config::CheckpointConfig;
 pub use coordinator::{CommitHook, Coordinator, Participants, agent_folder};
 pub use fault::CRASH_BEFORE_COMMIT;
 pub use store::{
-    AgentSnapshot, CheckpointStore, Listed, MANIFEST, Manifest, SourcePosition, verify,
+    AgentSnapshot, CheckpointStore, GUEST_FILE, Listed, MANIFEST, Manifest, STATE_FOLDER,
+    SourcePosition, verify,
 };

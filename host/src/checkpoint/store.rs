@@ -60,8 +60,30 @@ pub struct Manifest {
 pub struct AgentSnapshot {
     /// `memory` or `rocksdb`.
     pub backend: String,
-    /// Folder of the snapshot, relative to the checkpoint.
+    /// The agent's folder, relative to the checkpoint.
     pub dir: String,
+}
+
+/// In an agent's folder: the snapshot of its state backend.
+pub const STATE_FOLDER: &str = "state";
+/// In an agent's folder: what the agent's own `snapshot` export returned, if anything.
+pub const GUEST_FILE: &str = "guest.bin";
+
+impl AgentSnapshot {
+    /// The state backend's snapshot, in the checkpoint at `checkpoint`.
+    pub fn state_dir(&self, checkpoint: &Path) -> PathBuf {
+        checkpoint.join(&self.dir).join(STATE_FOLDER)
+    }
+
+    /// The agent's own snapshot, if it wrote one, in the checkpoint at `checkpoint`.
+    pub fn guest_snapshot(&self, checkpoint: &Path) -> Result<Option<Vec<u8>>> {
+        let path = checkpoint.join(&self.dir).join(GUEST_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
 }
 
 impl Manifest {
@@ -137,7 +159,7 @@ impl CheckpointStore {
             let manifest = verify(&path).map_err(|err| format!("{err:#}"));
             found.push(Listed { id, path, manifest });
         }
-        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.sort_by_key(|l| std::cmp::Reverse(l.id));
         Ok(found)
     }
 

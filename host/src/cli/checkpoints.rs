@@ -167,7 +167,7 @@ fn print_state(args: &StateArgs) -> Result<()> {
             known.join(", ")
         );
     };
-    let dir: &Path = &args.path.join(&snapshot.dir);
+    let dir: &Path = &snapshot.state_dir(&args.path);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     read_snapshot(&snapshot.backend, dir, &mut |table, scoped, stored| {
         if args.table.as_deref().is_some_and(|t| t != table) {

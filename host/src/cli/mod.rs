@@ -1,7 +1,6 @@
 //! The `sabot-host` command line.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -11,7 +10,7 @@ mod topics;
 
 use crate::checkpoint::{CheckpointStore, verify};
 use crate::config::{AgentConfig, JobConfig, SinkConfig, SourceConfig, kafka_topic};
-use crate::io::{Batching, DeadLetters, Format};
+use crate::io::{DeadLetters, Format};
 use crate::pipeline::{self, Checkpointing, RunOptions, Summary};
 use crate::state::StateKind;
 use crate::wasm::{self, LoadError, Runtime};
@@ -223,20 +222,13 @@ fn deploy(args: DeployArgs) -> Result<(), Failure> {
         .dead_letter
         .clone()
         .unwrap_or_else(|| PathBuf::from("dead-letters.jsonl"));
-    let progress = job.progress_secs.unwrap_or(5);
+    let dead_letters = std::sync::Arc::new(match dead_letter_topics {
+        Some(topics) => DeadLetters::new(Some(dead_path.clone())).with_topics(topics),
+        None => DeadLetters::new(Some(dead_path.clone())),
+    });
     let options = RunOptions {
-        batching: Batching {
-            max_rows: job.batch.max_rows,
-            linger: Duration::from_millis(job.batch.linger_ms),
-        },
-        channel_capacity: job.batch.channel_capacity,
-        progress_every: (progress > 0).then(|| Duration::from_secs(progress)),
-        dead_letters: std::sync::Arc::new(match dead_letter_topics {
-            Some(topics) => DeadLetters::new(Some(dead_path.clone())).with_topics(topics),
-            None => DeadLetters::new(Some(dead_path.clone())),
-        }),
-        state: job.state.clone(),
         checkpoints: checkpointing(&job, &plan, args.from_checkpoint.as_deref()).map_err(usage)?,
+        ..RunOptions::for_job(&job, dead_letters)
     };
     let summary = pipeline::run(plan, options).map_err(|e| Failure {
         code: EXIT_JOB_FAILED,

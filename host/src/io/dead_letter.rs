@@ -108,18 +108,26 @@ impl DeadLetters {
     }
 
     /// Flushes buffered dead letters to disk and waits for dead-letter topics to acknowledge
-    /// theirs.
+    /// theirs; failures are logged.
     pub fn flush(&self) {
-        if let Some(topics) = &self.topics
-            && let Err(err) = topics.flush()
-        {
-            tracing::error!("dead letters were not all delivered: {err:#}");
+        if let Err(err) = self.sync() {
+            tracing::error!("{err:#}");
         }
-        if let Some(out) = self.writer.lock().expect("dead-letter lock").as_mut()
-            && let Err(err) = out.flush()
-        {
-            tracing::error!("cannot flush dead letters: {err}");
+    }
+
+    /// Like [`Self::flush`], but says whether every dead letter so far is written (a
+    /// checkpoint completes only then).
+    pub fn sync(&self) -> anyhow::Result<()> {
+        if let Some(topics) = &self.topics {
+            topics
+                .flush()
+                .map_err(|err| err.context("dead letters were not all delivered"))?;
         }
+        if let Some(out) = self.writer.lock().expect("dead-letter lock").as_mut() {
+            out.flush()
+                .map_err(|err| anyhow::anyhow!("cannot flush dead letters: {err}"))?;
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use super::align::{Aligned, AlignedInputs};
 use super::envelope::{Envelope, Offsets, Outlet};
 use super::graph::PlannedAgent;
 use super::metrics::{self, Metrics};
-use crate::checkpoint::Coordinator;
+use crate::checkpoint::{Coordinator, GUEST_FILE, STATE_FOLDER};
 use crate::io::dead_letter::rows_as_json;
 use crate::io::{DeadLetter, DeadLetters};
 use crate::state::StateBackend;
@@ -31,6 +31,15 @@ enum Outcome {
     Poisoned(String),
 }
 
+/// An agent stage's part in the job's checkpoints.
+#[derive(Default)]
+pub struct Checkpoints {
+    /// The job's coordinator, when it takes checkpoints.
+    pub coordinator: Option<Arc<Coordinator>>,
+    /// What the agent's `snapshot` returned in the restored checkpoint, for its first instance.
+    pub restore: Option<Vec<u8>>,
+}
+
 /// A running agent stage.
 pub struct AgentStage {
     agent: PlannedAgent,
@@ -39,20 +48,20 @@ pub struct AgentStage {
     dead: Arc<DeadLetters>,
     metrics: Arc<Metrics>,
     state: Arc<dyn StateBackend>,
-    checkpoints: Option<Arc<Coordinator>>,
+    checkpoints: Checkpoints,
     instance: Option<AgentInstance>,
 }
 
 impl AgentStage {
     /// A stage for `agent`; `outlets` maps each output name to its receivers; the agent's
-    /// state tables live in `state`, snapshotted at the barriers of `checkpoints`.
+    /// state tables live in `state`; it is snapshotted at the barriers of `checkpoints`.
     pub fn new(
         agent: PlannedAgent,
         outlets: HashMap<String, Outlet>,
         dead: Arc<DeadLetters>,
         metrics: Arc<Metrics>,
         state: Arc<dyn StateBackend>,
-        checkpoints: Option<Arc<Coordinator>>,
+        checkpoints: Checkpoints,
     ) -> Self {
         let label: Arc<str> = Arc::from(agent.name.as_str());
         Self {
@@ -70,7 +79,17 @@ impl AgentStage {
     /// Processes batches until every input closes, snapshotting state at each aligned
     /// barrier and once more at the end. An error is fatal for the job.
     pub fn run(mut self, mut inputs: AlignedInputs) -> Result<()> {
-        self.instance = Some(self.fresh_instance()?);
+        let mut instance = self.fresh_instance()?;
+        if let Some(snapshot) = self.checkpoints.restore.take() {
+            instance.restore(&snapshot).map_err(|err| {
+                anyhow::anyhow!(
+                    "agent `{}`: restoring its snapshot failed: {err}",
+                    self.label
+                )
+            })?;
+            tracing::info!(agent = %self.label, "restored the agent's own snapshot ({} bytes)", snapshot.len());
+        }
+        self.instance = Some(instance);
         while let Some(next) = inputs.next() {
             let envelope = match next {
                 Aligned::Batch(envelope) => envelope,
@@ -90,7 +109,7 @@ impl AgentStage {
             }
         }
         tracing::debug!(agent = %self.label, "input closed; agent stage done");
-        if let Some(coordinator) = &self.checkpoints {
+        if let Some(coordinator) = self.checkpoints.coordinator.clone() {
             let written = coordinator
                 .final_agent_dir(&self.agent.name)
                 .and_then(|dir| self.snapshot(&dir));
@@ -102,7 +121,7 @@ impl AgentStage {
     /// Takes this agent's part in checkpoint `id`: its state as of the barrier goes into the
     /// checkpoint, then the barrier goes on to every output.
     fn checkpoint(&mut self, id: u64) {
-        if let Some(coordinator) = &self.checkpoints {
+        if let Some(coordinator) = self.checkpoints.coordinator.clone() {
             match coordinator.agent_dir(id, &self.agent.name) {
                 Some(dir) => match self.snapshot(&dir) {
                     Some(backend) => coordinator.agent_snapshot(id, &self.agent.name, backend),
@@ -118,9 +137,23 @@ impl AgentStage {
         }
     }
 
-    /// Writes the state into `dir`; the backend's name, or `None` (logged) when it failed.
-    fn snapshot(&self, dir: &std::path::Path) -> Option<&'static str> {
-        match self.state.snapshot(dir) {
+    /// Writes the state tables and the agent's own snapshot into its folder `dir`; the
+    /// backend's name, or `None` (logged) when it failed.
+    fn snapshot(&mut self, dir: &std::path::Path) -> Option<&'static str> {
+        let written = self.state.snapshot(&dir.join(STATE_FOLDER)).and_then(|()| {
+            if self.instance.is_none() {
+                self.instance = Some(self.fresh_instance()?);
+            }
+            let instance = self.instance.as_mut().expect("created above");
+            let own = instance
+                .snapshot()
+                .map_err(|err| anyhow::anyhow!("the agent's snapshot failed: {err}"))?;
+            if let Some(bytes) = own {
+                std::fs::write(dir.join(GUEST_FILE), bytes)?;
+            }
+            Ok(())
+        });
+        match written {
             Ok(()) => Some(self.state.name()),
             Err(err) => {
                 tracing::error!(agent = %self.label, "state snapshot failed: {err:#}");

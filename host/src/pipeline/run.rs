@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use tokio::sync::mpsc::{Receiver, channel};
 
-use super::agent_stage::AgentStage;
+use super::agent_stage::{AgentStage, Checkpoints};
 use super::align::AlignedInputs;
 use super::envelope::{Message, Outlet, fail_queued};
 use super::graph::Plan;
@@ -18,6 +18,7 @@ use super::source_outlet::SourceOutlet;
 use crate::checkpoint::{
     CheckpointStore, CommitHook, Coordinator, Manifest, Participants, SourcePosition,
 };
+use crate::config::JobConfig;
 use crate::io::dead_letter::rows_as_json;
 use crate::io::sink::{self, SinkFailure, SinkSpec};
 use crate::io::source::{self, SourceBatch};
@@ -59,6 +60,25 @@ pub struct RunOptions {
     pub checkpoints: Option<Checkpointing>,
 }
 
+impl RunOptions {
+    /// The knobs `job` sets (batching, channel capacity, progress, state), with `dead_letters`
+    /// and no checkpoints.
+    pub fn for_job(job: &JobConfig, dead_letters: Arc<DeadLetters>) -> Self {
+        let progress = job.progress_secs.unwrap_or(5);
+        Self {
+            batching: Batching {
+                max_rows: job.batch.max_rows,
+                linger: Duration::from_millis(job.batch.linger_ms),
+            },
+            channel_capacity: job.batch.channel_capacity,
+            progress_every: (progress > 0).then(|| Duration::from_secs(progress)),
+            dead_letters,
+            state: job.state.clone(),
+            checkpoints: None,
+        }
+    }
+}
+
 /// How a run takes checkpoints, and the one it starts from.
 pub struct Checkpointing {
     pub store: CheckpointStore,
@@ -68,6 +88,17 @@ pub struct Checkpointing {
 }
 
 impl Checkpointing {
+    /// What agent `agent` returned from its own `snapshot` in the restored checkpoint.
+    fn guest_snapshot(&self, agent: &str) -> Result<Option<Vec<u8>>> {
+        match &self.restore {
+            Some((dir, manifest)) => match manifest.agents.get(agent) {
+                Some(snapshot) => snapshot.guest_snapshot(dir),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
     /// What the state of agent `agent` starts from.
     fn state_start(&self, agent: &str) -> StateStart {
         let Some((dir, manifest)) = &self.restore else {
@@ -76,7 +107,7 @@ impl Checkpointing {
         match manifest.agents.get(agent) {
             Some(snapshot) => StateStart::Restore {
                 backend: snapshot.backend.clone(),
-                dir: dir.join(&snapshot.dir),
+                dir: snapshot.state_dir(dir),
             },
             None => {
                 tracing::warn!("agent `{agent}` has no state in the checkpoint; it starts empty");
@@ -115,7 +146,7 @@ pub fn run(mut plan: Plan, options: RunOptions) -> Result<Summary> {
             sinks: sink_labels.iter().cloned().collect(),
         };
         let hook = transactions.clone().map(|t| t as Arc<dyn CommitHook>);
-        Coordinator::new(checkpoints.store.clone(), who, first_id, hook)
+        Coordinator::new(checkpoints.store.clone(), who, first_id, dead.clone(), hook)
     });
     let fail = {
         let (stop, coordinator) = (stop.clone(), coordinator.clone());
@@ -199,13 +230,20 @@ pub fn run(mut plan: Plan, options: RunOptions) -> Result<Summary> {
             .map_or(StateStart::Keep, |c| c.state_start(&agent.name));
         let backend = state::open(&options.state, &agent.name, &start)
             .with_context(|| format!("state of agent `{}`", agent.name))?;
+        let restore = match &options.checkpoints {
+            Some(checkpoints) => checkpoints.guest_snapshot(&agent.name)?,
+            None => None,
+        };
         let stage = AgentStage::new(
             agent,
             own,
             dead.clone(),
             metrics.clone(),
             backend,
-            coordinator.clone(),
+            Checkpoints {
+                coordinator: coordinator.clone(),
+                restore,
+            },
         );
         let fail = fail.clone();
         stages.push(spawn(name, move || {

@@ -158,13 +158,12 @@ pub fn open(
     })
 }
 
+/// Called with `(table, scoped key, stored entry)` for each entry of a snapshot.
+pub type EntryVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) -> Result<()> + 'a;
+
 /// Calls `visit(table, scoped key, stored entry)` for every entry of `backend`'s snapshot in
 /// `dir` (a checkpoint's agent folder).
-pub fn read_snapshot(
-    backend: &str,
-    dir: &Path,
-    visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<()>,
-) -> Result<()> {
+pub fn read_snapshot(backend: &str, dir: &Path, visit: &mut EntryVisitor<'_>) -> Result<()> {
     match backend {
         "memory" => super::memory::read_snapshot(dir, visit),
         "rocksdb" => super::rocks::read_snapshot(dir, visit),

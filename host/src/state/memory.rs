@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use rustc_hash::FxHashMap;
 
-use super::backend::{StateBackend, TableId, WriteSet};
+use super::backend::{EntryVisitor, StateBackend, TableId, WriteSet};
 use super::entry;
 
 /// Writes between two sweeps of expired entries (entries nobody reads again would otherwise
@@ -51,10 +51,7 @@ impl MemoryBackend {
 
 /// Calls `visit(table, scoped key, stored entry)` for every entry of the memory snapshot in
 /// `dir`.
-pub fn read_snapshot(
-    dir: &Path,
-    visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<()>,
-) -> Result<()> {
+pub fn read_snapshot(dir: &Path, visit: &mut EntryVisitor<'_>) -> Result<()> {
     let path = dir.join(SNAPSHOT_FILE);
     let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut input = BufReader::with_capacity(1 << 20, file);

@@ -15,7 +15,8 @@ mod rocks;
 mod session;
 
 pub use backend::{
-    StateBackend, StateConfig, StateKind, StateStart, TableId, WriteSet, open, read_snapshot,
+    EntryVisitor, StateBackend, StateConfig, StateKind, StateStart, TableId, WriteSet, open,
+    read_snapshot,
 };
 pub use entry::{encode as encode_entry, now_ms, scoped_key, split_entry, split_scoped_key};
 pub use memory::MemoryBackend;

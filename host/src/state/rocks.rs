@@ -8,7 +8,7 @@ use rocksdb::{
     ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions,
 };
 
-use super::backend::{StateBackend, TableId, WriteSet};
+use super::backend::{EntryVisitor, StateBackend, TableId, WriteSet};
 use super::entry;
 
 /// State in RocksDB on local disk.
@@ -29,11 +29,9 @@ impl RocksBackend {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.increase_parallelism(2);
-        let existing = match DBWithThreadMode::<MultiThreaded>::list_cf(&options, dir) {
-            Ok(names) => names,
-            // A new database has no column families to list yet.
-            Err(_) => Vec::new(),
-        };
+        // A new database has no column families to list yet.
+        let existing =
+            DBWithThreadMode::<MultiThreaded>::list_cf(&options, dir).unwrap_or_default();
         let families = existing
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(name, table_options()));
@@ -112,10 +110,7 @@ pub fn clear(dir: &Path) -> Result<()> {
 
 /// Calls `visit(table, scoped key, stored entry)` for every entry of the RocksDB snapshot in
 /// `dir`, opened read-only.
-pub fn read_snapshot(
-    dir: &Path,
-    visit: &mut dyn FnMut(&str, &[u8], &[u8]) -> Result<()>,
-) -> Result<()> {
+pub fn read_snapshot(dir: &Path, visit: &mut EntryVisitor<'_>) -> Result<()> {
     let options = Options::default();
     let tables = DBWithThreadMode::<MultiThreaded>::list_cf(&options, dir)
         .with_context(|| format!("{} is not a RocksDB snapshot", dir.display()))?;

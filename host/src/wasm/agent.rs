@@ -218,6 +218,16 @@ impl AgentInstance {
         }
     }
 
+    /// Calls `snapshot`: the state the agent keeps in its own memory, if any.
+    pub fn snapshot(&mut self) -> Result<Option<Vec<u8>>, CallError> {
+        self.call(|b, s| b.sabot_agent_agent().call_snapshot(s))
+    }
+
+    /// Calls `restore` with what `snapshot` returned before.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), CallError> {
+        self.call(|b, s| b.sabot_agent_agent().call_restore(s, snapshot))
+    }
+
     fn call<T>(
         &mut self,
         f: impl FnOnce(&SabotAgent, &mut Store<GuestState>) -> wasmtime::Result<Result<T, AgentError>>,

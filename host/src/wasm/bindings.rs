@@ -13,7 +13,7 @@ pub use sabot::agent::types::{
 };
 
 /// The contract version this host implements.
-pub const VERSION: &str = "0.2.0";
+pub const VERSION: &str = "0.3.0";
 
 /// The fully qualified world every agent implements.
-pub const WORLD: &str = "sabot:agent/sabot-agent@0.2.0";
+pub const WORLD: &str = "sabot:agent/sabot-agent@0.3.0";

@@ -165,6 +165,17 @@ impl Guest for Faults {
             _ => pass(batch),
         }
     }
+
+    fn snapshot() -> Result<Option<Vec<u8>>, AgentError> {
+        Ok(None)
+    }
+
+    fn restore(_snapshot: Vec<u8>) -> Result<(), AgentError> {
+        Err(AgentError {
+            kind: ErrorKind::Fatal,
+            message: "the faults agent keeps no snapshot".into(),
+        })
+    }
 }
 
 export!(Faults);
