@@ -5,8 +5,8 @@
 //!
 //! Which records a read_committed consumer sees is decided here from the broker's committed
 //! group offsets and the checkpoints on disk, not from what the host says: tansu 0.6 returns
-//! the records of transactions aborted by fencing to read_committed consumers (it sends no
-//! aborted-transaction list), so the test identifies them by their `sabot.txn` header.
+//! the records of aborted transactions to read_committed consumers (it sends no
+//! aborted-transaction list), so the tests identify them by their `sabot.txn` header.
 
 mod support;
 
@@ -519,6 +519,121 @@ fn sigterm_drains_takes_a_final_checkpoint_and_commits_it() {
     assert!(log.contains("final checkpoint"), "{log}");
     let runs = [(run_id(&log), u64::MAX)];
     assert_committed_exactly_once(&broker, &runs, &transactions, &job.checkpoints(), "sigterm");
+}
+
+/// A job that fails aborts its open transaction at once: a `read_committed` reader moves past
+/// it straight away (without the abort it would wait for the transaction's timeout, 60 s), and
+/// exactly the records after the committed checkpoint belong to the aborted transaction. (tansu
+/// returns an aborted transaction's records to `read_committed` readers, so which records are
+/// committed is told by their `sabot.txn` tag, as in the crash tests.)
+#[test]
+fn a_failed_job_aborts_its_open_transaction() {
+    const GROUP: &str = "abort-test";
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("events-out", 1);
+    let produce = |ids: std::ops::Range<i64>| {
+        let values: Vec<String> = ids.map(|id| format!("{{\"id\":{id}}}")).collect();
+        broker.produce("events", values.iter().map(|v| (None, Some(v.as_bytes()))));
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let faults = guest("faults").display().to_string();
+    let url = broker.url();
+    let (checkpoint_dir, dead) = (path("checkpoints"), path("dead.jsonl"));
+    // The agent gives up (a fatal error) on the batch holding offset 3000.
+    let args = [
+        "deploy",
+        &faults,
+        "--set",
+        "mode=fatal",
+        "--set",
+        "trigger_offset=3000",
+        "--broker",
+        &url,
+        "-i",
+        "kafka:events",
+        "-o",
+        "kafka:events-out",
+        "--group",
+        GROUP,
+        "--exactly-once",
+        "--checkpoint-dir",
+        &checkpoint_dir,
+        "--checkpoint-interval-ms",
+        "2000",
+        "--max-rows",
+        "100",
+        "--linger-ms",
+        "20",
+        "--progress-secs",
+        "0",
+        "--dead-letter",
+        &dead,
+    ];
+    produce(0..1000);
+    let running = Running::start(host(&args));
+    // Once the first 1000 records are committed, the rest arrive: the records before offset
+    // 3000 go into the open transaction, then the job fails.
+    let started = Instant::now();
+    while broker.committed("events", GROUP) != [Some(1000)] {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint committed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    produce(1000..4000);
+    let (code, log) = running.finish();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("is aborted"), "{log}");
+
+    let committed = broker.committed("events", GROUP)[0].unwrap();
+    assert!((1000..3000).contains(&committed), "committed {committed}");
+    let aborted_epoch: u64 = {
+        let line = log.lines().find(|l| l.contains("is aborted")).unwrap();
+        let at = line.find("the transaction of checkpoint ").unwrap() + 30;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    broker.produce("events-out", [(None, Some(&b"{\"id\":-1}"[..]))]);
+
+    let visible = broker.consume_all("events-out");
+    let (marker, written) = visible.split_last().expect("records");
+    assert_eq!(
+        marker.json()["id"],
+        -1,
+        "read_committed sees past the aborted transaction"
+    );
+    let epoch = |r: &support::broker::Record| -> u64 {
+        let tag = r.header("sabot.txn").expect("a transaction tag");
+        tag.split_once(':').unwrap().1.parse().unwrap()
+    };
+    let (kept, aborted): (Vec<_>, Vec<_>) = written.iter().partition(|r| epoch(r) < aborted_epoch);
+    let ids = |records: &[&support::broker::Record]| -> Vec<i64> {
+        records
+            .iter()
+            .map(|r| r.json()["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        ids(&kept),
+        (0..committed).collect::<Vec<_>>(),
+        "committed records, each once"
+    );
+    assert!(
+        ids(&aborted)
+            .iter()
+            .all(|id| (committed..3000).contains(id)),
+        "only records after the committed checkpoint are in the aborted transaction"
+    );
+    eprintln!(
+        "committed through offset {committed}; {} records of the aborted transaction (checkpoint {aborted_epoch}) on the broker",
+        aborted.len()
+    );
+    assert!(
+        !aborted.is_empty(),
+        "the failed run wrote records into its open transaction"
+    );
 }
 
 #[test]

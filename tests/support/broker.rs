@@ -238,11 +238,13 @@ impl Client {
             .collect()
     }
 
-    /// Every record of `topic`, read from the start to the end of each partition.
+    /// Every record of `topic` a `read_committed` consumer sees, read from the start to the
+    /// end of each partition (for `read_committed`, the last stable offset).
     pub fn consume_all(&self, topic: &str) -> Vec<Record> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("group.id", "sabot-tests-reader")
+            .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .create()

@@ -34,7 +34,7 @@ pub trait CommitHook: Send + Sync {
     fn committed(&self, manifest: &Manifest, last: bool) -> anyhow::Result<()>;
     /// Checkpoint `id` will not complete; its outputs go with the next one.
     fn abandoned(&self, id: u64);
-    /// The job failed: nothing more is committed.
+    /// The job failed: nothing more is committed (called once, with no lock held).
     fn failed(&self);
 }
 
@@ -278,12 +278,13 @@ impl Coordinator {
     /// A stage failed: no checkpoint completes any more; waiters are released.
     pub fn fail(&self) {
         let mut progress = self.lock();
-        progress.failed = true;
+        let first = !std::mem::replace(&mut progress.failed, true);
         progress.round = None;
-        if let Some(hook) = &self.hook {
+        drop(progress);
+        self.changed.notify_all();
+        if first && let Some(hook) = &self.hook {
             hook.failed();
         }
-        self.changed.notify_all();
     }
 
     /// The newest complete checkpoint of this run.

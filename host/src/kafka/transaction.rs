@@ -4,9 +4,10 @@
 //! complete on disk: outputs and input offsets become visible atomically, so the broker's
 //! committed offsets say which checkpoint a restart resumes from.
 //!
-//! A restart fences the previous process's producer (same `transactional.id`), which aborts
-//! its open transaction: outputs of an unfinished checkpoint are never committed, and are
-//! produced again from the restored one.
+//! A job that fails aborts its open transaction; a process that dies without doing so is
+//! fenced by the next start (same `transactional.id`), which aborts it then. Either way the
+//! outputs of an unfinished checkpoint are never committed, and are produced again from the
+//! restored one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -196,10 +197,21 @@ impl CommitHook for Transactions {
     }
 
     fn failed(&self) {
-        let mut state = self.lock();
-        state
-            .failure
-            .get_or_insert_with(|| "the job failed; the open transaction is not committed".into());
-        self.changed.notify_all();
+        let epoch = {
+            let mut state = self.lock();
+            state
+                .failure
+                .get_or_insert_with(|| "the job failed; the open transaction is aborted".into());
+            self.changed.notify_all();
+            state.epoch
+        };
+        match self.producer.inner().abort_transaction(TIMEOUT) {
+            Ok(()) => tracing::warn!(
+                "the job failed: the transaction of checkpoint {epoch} is aborted; a restart produces its records again"
+            ),
+            Err(err) => tracing::warn!(
+                "the job failed and its transaction (checkpoint {epoch}) could not be aborted ({err}); the next start fences it"
+            ),
+        }
     }
 }
