@@ -30,15 +30,31 @@ use sabot_host::wasm::Runtime;
 /// About the size of a fraud account's state (postcard).
 const VALUE_BYTES: usize = 96;
 
+/// Pseudo-random bytes (xorshift), so neither backend's compression flatters the sizes.
+fn value_of(key: usize) -> Vec<u8> {
+    let mut x = key as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    (0..VALUE_BYTES)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 fn fill(backend: &dyn StateBackend, keys: usize) {
     let table = TableId::new("accounts");
-    let value = state::encode_entry(&[7u8; VALUE_BYTES], 0);
     for chunk in (0..keys).collect::<Vec<_>>().chunks(10_000) {
         let ops = chunk
             .iter()
             .map(|i| {
                 let key = scoped_key((*i % 3) as u32, format!("ACC{i:010}").as_bytes());
-                (table.clone(), key, Some(value.clone()))
+                (
+                    table.clone(),
+                    key,
+                    Some(state::encode_entry(&value_of(*i), 0)),
+                )
             })
             .collect();
         backend.write(WriteSet { ops }).unwrap();
