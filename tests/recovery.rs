@@ -542,6 +542,7 @@ fn a_failed_job_aborts_its_open_transaction() {
     let url = broker.url();
     let (checkpoint_dir, dead) = (path("checkpoints"), path("dead.jsonl"));
     // The agent gives up (a fatal error) on the batch holding offset 3000.
+    // Checkpoints only at the end (a long interval): no commit can race with the failure.
     let args = [
         "deploy",
         &faults,
@@ -561,7 +562,7 @@ fn a_failed_job_aborts_its_open_transaction() {
         "--checkpoint-dir",
         &checkpoint_dir,
         "--checkpoint-interval-ms",
-        "2000",
+        "600000",
         "--max-rows",
         "100",
         "--linger-ms",
@@ -571,25 +572,34 @@ fn a_failed_job_aborts_its_open_transaction() {
         "--dead-letter",
         &dead,
     ];
+    // A first run commits the first 1000 records in its final checkpoint and stops.
     produce(0..1000);
+    let first: Vec<&str> = args.iter().copied().chain(["--stop-at-end"]).collect();
+    run(&first).assert_success();
+    assert_eq!(broker.committed("events", GROUP), [Some(1000)]);
+
+    // A second run writes the next 2000 records into its open transaction; once some have
+    // reached the broker, the record that makes the agent fail arrives.
+    produce(1000..3000);
     let running = Running::start(host(&args));
-    // Once the first 1000 records are committed, the rest arrive: the records before offset
-    // 3000 go into the open transaction, then the job fails.
     let started = Instant::now();
-    while broker.committed("events", GROUP) != [Some(1000)] {
+    while !broker
+        .consume_all_uncommitted("events-out")
+        .iter()
+        .any(|r| r.json()["id"].as_i64() >= Some(1000))
+    {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no checkpoint committed"
+            "nothing of the second run reached the broker"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    produce(1000..4000);
+    produce(3000..4000);
     let (code, log) = running.finish();
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("is aborted"), "{log}");
-
-    let committed = broker.committed("events", GROUP)[0].unwrap();
-    assert!((1000..3000).contains(&committed), "committed {committed}");
+    assert_eq!(broker.committed("events", GROUP), [Some(1000)]);
+    let committed = 1000;
     let aborted_epoch: u64 = {
         let line = log.lines().find(|l| l.contains("is aborted")).unwrap();
         let at = line.find("the transaction of checkpoint ").unwrap() + 30;

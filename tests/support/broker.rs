@@ -241,10 +241,19 @@ impl Client {
     /// Every record of `topic` a `read_committed` consumer sees, read from the start to the
     /// end of each partition (for `read_committed`, the last stable offset).
     pub fn consume_all(&self, topic: &str) -> Vec<Record> {
+        self.read_all(topic, "read_committed")
+    }
+
+    /// Every record of `topic` on the broker, whether its transaction committed or not.
+    pub fn consume_all_uncommitted(&self, topic: &str) -> Vec<Record> {
+        self.read_all(topic, "read_uncommitted")
+    }
+
+    fn read_all(&self, topic: &str, isolation: &str) -> Vec<Record> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .set("group.id", "sabot-tests-reader")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .create()
