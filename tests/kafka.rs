@@ -9,14 +9,12 @@ use std::time::{Duration, Instant};
 
 use sabot_fraud_gen::{GeneratorConfig, generate};
 use support::broker::{Broker, KeyValue};
-use support::fraud::{Alert, assert_same_alerts, keyed_by_account, reference_alerts};
+use support::fraud::{Alert, assert_same_alerts, demo_broker, keyed_by_account, reference_alerts};
 use support::{arg, guest, host, run, run_with};
 
 #[test]
 fn fraud_demo_on_kafka_equals_the_reference_with_no_duplicates_and_no_lag() {
-    let broker = Broker::start();
-    broker.create_topic("bank-transactions", 3);
-    broker.create_topic("fraud-alerts", 3);
+    let broker = demo_broker();
     let transactions = generate(&GeneratorConfig::new(100_000, 7));
     let encoded = keyed_by_account(&transactions);
     broker.produce_keyed("bank-transactions", &encoded);

@@ -20,7 +20,7 @@ use sabot_fraud_gen::{GeneratorConfig, Transaction, generate};
 use sabot_host::checkpoint::CRASH_BEFORE_COMMIT;
 use serde::Deserialize;
 use support::broker::Broker;
-use support::fraud::{Alert, assert_same_alerts, keyed_by_account, reference_alerts};
+use support::fraud::{Alert, assert_same_alerts, demo_broker, keyed_by_account, reference_alerts};
 use support::{guest, host, run, run_with};
 
 const KILLS: usize = 10;
@@ -264,9 +264,7 @@ fn fraud_survives_repeated_kills(backend: &'static str) {
     eprintln!("kill times seeded with SABOT_TEST_SEED={seed}");
     let mut rng = Lcg(seed);
 
-    let broker = Broker::start();
-    broker.create_topic("bank-transactions", 3);
-    broker.create_topic("fraud-alerts", 3);
+    let broker = demo_broker();
     let transactions = generate(&GeneratorConfig::new(100_000, 23));
     let encoded = keyed_by_account(&transactions);
     let job = Job::new(&broker, backend);
@@ -433,9 +431,7 @@ fn assert_state_equals_reference(checkpoint: &str, transactions: &[Transaction])
 
 #[test]
 fn a_crash_between_a_checkpoint_and_its_commit_resumes_from_the_committed_one() {
-    let broker = Broker::start();
-    broker.create_topic("bank-transactions", 3);
-    broker.create_topic("fraud-alerts", 3);
+    let broker = demo_broker();
     let transactions = generate(&GeneratorConfig::new(20_000, 5));
     let encoded = keyed_by_account(&transactions);
     let (wave1, wave2) = encoded.split_at(10_000);
@@ -495,9 +491,7 @@ fn a_crash_between_a_checkpoint_and_its_commit_resumes_from_the_committed_one() 
 
 #[test]
 fn sigterm_drains_takes_a_final_checkpoint_and_commits_it() {
-    let broker = Broker::start();
-    broker.create_topic("bank-transactions", 3);
-    broker.create_topic("fraud-alerts", 3);
+    let broker = demo_broker();
     let transactions = generate(&GeneratorConfig::new(20_000, 9));
     let encoded = keyed_by_account(&transactions);
     broker.produce_keyed("bank-transactions", &encoded);

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use sabot_fraud_gen::Transaction;
 
+use super::broker::Broker;
+
 /// (transaction_id, fraud_type, severity)
 pub type Alert = (i64, String, String);
 
@@ -94,4 +96,13 @@ pub fn keyed_by_account(transactions: &[Transaction]) -> Vec<(Vec<u8>, Vec<u8>)>
             )
         })
         .collect()
+}
+
+/// A broker of its own with the demo's topics: `bank-transactions` and `fraud-alerts`, three
+/// partitions each.
+pub fn demo_broker() -> Broker {
+    let broker = Broker::start();
+    broker.create_topic("bank-transactions", 3);
+    broker.create_topic("fraud-alerts", 3);
+    broker
 }
