@@ -142,6 +142,20 @@ impl CheckpointStore {
 
     /// Every checkpoint, newest first, each verified.
     pub fn list(&self) -> Result<Vec<Listed>> {
+        Ok(self.newest_first()?.collect())
+    }
+
+    /// Every checkpoint, newest first, each verified only when the iterator reaches it (a
+    /// caller that stops at the first usable one reads no older checkpoint).
+    pub fn newest_first(&self) -> Result<impl Iterator<Item = Listed>> {
+        Ok(self.ids()?.into_iter().map(|(id, path)| {
+            let manifest = verify(&path).map_err(|err| format!("{err:#}"));
+            Listed { id, path, manifest }
+        }))
+    }
+
+    /// The id and directory of every complete checkpoint, newest first, unverified.
+    fn ids(&self) -> Result<Vec<(u64, PathBuf)>> {
         let mut found = Vec::new();
         for entry in fs::read_dir(&self.dir)
             .with_context(|| format!("cannot read {}", self.dir.display()))?
@@ -155,23 +169,21 @@ impl CheckpointStore {
             else {
                 continue;
             };
-            let path = entry.path();
-            let manifest = verify(&path).map_err(|err| format!("{err:#}"));
-            found.push(Listed { id, path, manifest });
+            found.push((id, entry.path()));
         }
-        found.sort_by_key(|l| std::cmp::Reverse(l.id));
+        found.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
         Ok(found)
     }
 
     /// An id above every checkpoint in the directory, damaged or not (a job restored from an
     /// older checkpoint goes on above the newer ones, never over them).
     pub fn next_id(&self) -> Result<u64> {
-        Ok(self.list()?.first().map_or(1, |l| l.id + 1))
+        Ok(self.ids()?.first().map_or(1, |(id, _)| id + 1))
     }
 
     /// The newest checkpoint that verifies; each damaged one on the way is logged and skipped.
     pub fn latest(&self) -> Result<Option<(PathBuf, Manifest)>> {
-        for listed in self.list()? {
+        for listed in self.newest_first()? {
             match listed.manifest {
                 Ok(manifest) => return Ok(Some((listed.path, manifest))),
                 Err(reason) => tracing::warn!(
@@ -184,21 +196,18 @@ impl CheckpointStore {
         Ok(None)
     }
 
-    /// Deletes complete checkpoints beyond the newest `keep`, and leftover temporary ones.
+    /// Deletes checkpoints beyond the newest `keep` (damaged or not, so none is read to
+    /// decide), and temporary ones older than the newest.
     fn prune(&self) -> Result<()> {
-        let listed = self.list()?;
-        for old in listed.iter().skip(self.keep) {
-            fs::remove_dir_all(&old.path)
-                .with_context(|| format!("cannot delete {}", old.path.display()))?;
+        let checkpoints = self.ids()?;
+        for (_, path) in checkpoints.iter().skip(self.keep) {
+            fs::remove_dir_all(path)
+                .with_context(|| format!("cannot delete {}", path.display()))?;
         }
+        let newest = checkpoints.first().map_or(0, |(id, _)| *id);
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let pending = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(PENDING_SUFFIX));
-            let newest = listed.first().map_or(0, |l| l.id);
-            if pending && pending_id(&path).is_some_and(|id| id < newest) {
+            if pending_id(&path).is_some_and(|id| id < newest) {
                 fs::remove_dir_all(&path)
                     .with_context(|| format!("cannot delete {}", path.display()))?;
             }

@@ -40,7 +40,7 @@ pub fn committed_checkpoint(
         );
         return Ok(None);
     }
-    for listed in store.list()? {
+    for listed in store.newest_first()? {
         let manifest = match listed.manifest {
             Ok(manifest) => manifest,
             Err(reason) => {
