@@ -18,7 +18,7 @@
 //! finished, a final checkpoint holds the sources' last positions and the agents' final state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -383,11 +383,6 @@ impl Coordinator {
             elapsed.as_millis()
         );
         Ok(Arc::new(manifest))
-    }
-
-    /// The checkpoint directory.
-    pub fn dir(&self) -> &Path {
-        self.store.dir()
     }
 }
 

@@ -142,6 +142,12 @@ impl Sink for IpcSink {
         }
         Ok(writer.write(batch)?)
     }
+    fn flush(&mut self) -> Result<()> {
+        match &mut self.writer {
+            Some((_, writer)) => Ok(writer.flush()?),
+            None => Ok(()),
+        }
+    }
     fn finish(&mut self) -> Result<()> {
         match &mut self.writer {
             Some((_, writer)) => {

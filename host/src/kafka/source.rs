@@ -221,9 +221,18 @@ pub fn run(
         None => {
             let tracker = &handoff.tracker;
             wait_paused(&consumer, &role, "every batch to be delivered", || {
+                let started = Instant::now();
+                let mut next_log = Duration::from_secs(5);
                 while tracker.pending() > 0 {
                     // Keeps the group membership alive; nothing is read while paused.
                     let _ = consumer.poll(Duration::from_millis(20));
+                    if started.elapsed() >= next_log {
+                        tracing::info!(
+                            "{role}: waiting for {} batches to be delivered",
+                            tracker.pending()
+                        );
+                        next_log += Duration::from_secs(5);
+                    }
                 }
             });
             let failed = tracker.failed_partitions();
@@ -274,7 +283,7 @@ fn seek(
 }
 
 /// Pauses every assigned partition and runs `wait`, which must keep polling the consumer;
-/// logs `what` is waited for when it takes long.
+/// logs (at debug level) `what` is waited for.
 fn wait_paused<T>(
     consumer: &BaseConsumer<GroupContext>,
     role: &str,

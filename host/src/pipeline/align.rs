@@ -61,11 +61,7 @@ impl AlignedInputs {
                 && !self.states.contains(&InputState::Open)
             {
                 self.aligning = None;
-                for state in &mut self.states {
-                    if *state == InputState::Blocked {
-                        *state = InputState::Open;
-                    }
-                }
+                self.unblock();
                 return Some(Aligned::Barrier(id));
             }
             let (index, message) = self.receive()?;
@@ -77,11 +73,7 @@ impl AlignedInputs {
                         Some(current) if id > current => {
                             // A newer checkpoint overtakes an unfinished one: align on it.
                             tracing::warn!("checkpoint {current} abandoned for {id}");
-                            for state in &mut self.states {
-                                if *state == InputState::Blocked {
-                                    *state = InputState::Open;
-                                }
-                            }
+                            self.unblock();
                         }
                         _ => {}
                     }
@@ -89,6 +81,15 @@ impl AlignedInputs {
                     self.states[index] = InputState::Blocked;
                 }
                 None => self.states[index] = InputState::Closed,
+            }
+        }
+    }
+
+    /// Opens the inputs blocked on the barrier being aligned.
+    fn unblock(&mut self) {
+        for state in &mut self.states {
+            if *state == InputState::Blocked {
+                *state = InputState::Open;
             }
         }
     }

@@ -90,13 +90,13 @@ pub struct Checkpointing {
 impl Checkpointing {
     /// What agent `agent` returned from its own `snapshot` in the restored checkpoint.
     fn guest_snapshot(&self, agent: &str) -> Result<Option<Vec<u8>>> {
-        match &self.restore {
-            Some((dir, manifest)) => match manifest.agents.get(agent) {
-                Some(snapshot) => snapshot.guest_snapshot(dir),
-                None => Ok(None),
-            },
-            None => Ok(None),
-        }
+        let Some((dir, manifest)) = &self.restore else {
+            return Ok(None);
+        };
+        manifest
+            .agents
+            .get(agent)
+            .map_or(Ok(None), |snapshot| snapshot.guest_snapshot(dir))
     }
 
     /// What the state of agent `agent` starts from.

@@ -13,9 +13,9 @@
 //! Per-account state lives in the host's state table `accounts` (keyed by account number, so
 //! it follows the account's partition): it survives a trapped instance, and a batch that fails
 //! leaves it untouched. Each batch costs two state calls: one read of the batch's accounts,
-//! one write of their new state. The velocity rule keeps only the timestamps within the window of the account's newest one,
-//! so it is exact when an account's transactions arrive in time order, as the generator and a
-//! keyed Kafka partition deliver them.
+//! one write of their new state. The velocity rule keeps only the timestamps within the window
+//! of the account's newest one, so it is exact when an account's transactions arrive in time
+//! order, as the generator and a keyed Kafka partition deliver them.
 
 mod alerts;
 mod rules;
